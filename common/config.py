@@ -1,0 +1,103 @@
+"""Reading settings from the environment, failing at start with one line that names the variable."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import NoReturn
+from urllib.parse import urlparse
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the variable and what is wrong with it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"invalid configuration: {name} {problem}")
+        self.name = name
+
+
+class Env:
+    """Typed reads over a mapping of settings (the process environment, or a test's dict)."""
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self.values = os.environ if values is None else values
+
+    def raw(self, name: str) -> str | None:
+        value = self.values.get(name)
+        if value is None or str(value).strip() == "":
+            return None
+        return str(value).strip()
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a whole number, got {value!r}") from None
+        self._check_range(name, number, minimum, maximum)
+        return number
+
+    def float(self, name: str, default: float, *, minimum: float | None = None,
+              maximum: float | None = None) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a number, got {value!r}") from None
+        self._check_range(name, number, minimum, maximum)
+        return number
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in TRUE_WORDS:
+            return True
+        if value.lower() in FALSE_WORDS:
+            return False
+        raise ConfigError(name, f"must be true or false, got {value!r}")
+
+    def url(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
+        try:
+            parsed.port  # noqa: B018 - reading it validates the port number
+        except ValueError:
+            raise ConfigError(name, f"has an invalid port: {value!r}") from None
+        return value.rstrip("/")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = (self.raw(name) or default).lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def log_level(self, name: str = "LOG_LEVEL", default: str = "INFO") -> str:
+        return self.choice(name, default.lower(), ("debug", "info", "warning", "error", "critical")).upper()
+
+    @staticmethod
+    def _check_range(name: str, number: float, minimum: float | None, maximum: float | None) -> None:
+        if minimum is not None and number < minimum:
+            raise ConfigError(name, f"must be at least {minimum}, got {number}")
+        if maximum is not None and number > maximum:
+            raise ConfigError(name, f"must be at most {maximum}, got {number}")
+
+
+def exit_on_config_error(error: ConfigError) -> NoReturn:
+    """Print the one-line reason and stop; exit status 3 makes gunicorn halt instead of respawning."""
+    print(f"cortex: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(3)

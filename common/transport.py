@@ -1,0 +1,137 @@
+"""The only module that touches `requests`: pooled sessions, timeouts, retries, exception translation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import sseclient
+from requests.adapters import BaseAdapter, HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from common.errors import ServiceError, ServiceTimeout, ServiceUnavailable, from_body
+from common.retry import RetryPolicy, build_retry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Timeouts, pool size, retry and breaker settings of one downstream client."""
+
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    stream_read_timeout: float = 45.0  # above the 15 s heartbeat, so idle streams are not cut
+    pool_size: int = 50
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    fail_max: int = 5
+    reset_timeout: float = 10.0
+
+
+def _is_read_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ReadTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    # After retries, urllib3 wraps a read timeout in MaxRetryError and requests reports ConnectionError.
+    return isinstance(reason, MaxRetryError) and isinstance(reason.reason, ReadTimeoutError)
+
+
+class Transport:
+    """HTTP to one service: a pooled session for calls and another for streams, which hold their
+    connection for their whole life and must not starve ordinary calls."""
+
+    def __init__(self, service: str, settings: ClientSettings, retry: Retry | None = None) -> None:
+        self.service = service
+        self.settings = settings
+        retry = retry if retry is not None else build_retry(settings.retry)
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(
+            pool_connections=1, pool_maxsize=settings.pool_size, pool_block=True, max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(
+            pool_connections=1, pool_maxsize=settings.pool_size, pool_block=True, max_retries=retry))
+        self.streams = requests.Session()
+        for prefix in ("http://", "https://"):
+            self.streams.mount(prefix, HTTPAdapter(pool_maxsize=settings.pool_size, max_retries=retry))
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Route `prefix` through another adapter (the in-process mode serves a WSGI app this way)."""
+        self.session.mount(prefix, adapter)
+        self.streams.mount(prefix, adapter)
+
+    def _translate(self, exc: requests.RequestException) -> ServiceError:
+        if _is_read_timeout(exc):
+            return ServiceTimeout(f"{self.service} did not answer within {self.settings.read_timeout:g} s")
+        return ServiceUnavailable(f"{self.service} is unreachable", {"service": self.service})
+
+    def request_json(self, method: str, url: str, *, json: Any = None,
+                     headers: dict[str, str] | None = None) -> Any:
+        """Send one request and return the decoded JSON body of a 2xx answer; raise the remote
+        error otherwise, rebuilt from its body."""
+        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        try:
+            response = self.session.request(method, url, json=json, headers=headers, timeout=timeout)
+        except requests.RequestException as exc:
+            log.debug("%s %s failed: %s", method, url, exc)
+            raise self._translate(exc) from None
+        with response:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        if response.status_code >= 400 or body is None:
+            error = from_body(response.status_code, body)
+            if isinstance(error, ServiceUnavailable | ServiceTimeout) and "service" not in error.details:
+                error.details["service"] = self.service
+            raise error
+        return body
+
+    def open_events(self, url: str, *, params: dict[str, Any] | None = None,
+                    headers: dict[str, str] | None = None) -> EventStream:
+        """Open an event stream; errors before the first byte are raised like `request_json`'s."""
+        timeout = (self.settings.connect_timeout, self.settings.stream_read_timeout)
+        try:
+            response = self.streams.get(url, params=params, headers=headers, stream=True, timeout=timeout)
+        except requests.RequestException as exc:
+            raise self._translate(exc) from None
+        if response.status_code >= 400:
+            with response:
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+            raise from_body(response.status_code, body)
+        return EventStream(self, response)
+
+    def close(self) -> None:
+        self.session.close()
+        self.streams.close()
+
+
+class EventStream:
+    """An open SSE response, parsed by sseclient-py; a cut connection becomes `ServiceUnavailable`."""
+
+    def __init__(self, transport: Transport, response: requests.Response) -> None:
+        self.transport = transport
+        self.response = response
+
+    def __iter__(self) -> Iterator[sseclient.Event]:
+        try:
+            yield from sseclient.SSEClient(self.response).events()
+        except requests.RequestException as exc:
+            raise ServiceUnavailable(f"stream from {self.transport.service} was cut",
+                                     {"service": self.transport.service}) from exc
+        finally:
+            self.response.close()
+
+    def close(self) -> None:
+        self.response.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

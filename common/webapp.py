@@ -1,0 +1,18 @@
+"""The Flask app every service starts from: body limit, request ids, logging, one error shape."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from common.http_errors import register_error_handlers
+from common.request_ids import configure_logging, install_request_ids
+
+
+def base_app(import_name: str, *, service: str, max_body_bytes: int, log_level: str) -> Flask:
+    app = Flask(import_name)
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    configure_logging(log_level, service)
+    install_request_ids(app)
+    register_error_handlers(app)
+    return app

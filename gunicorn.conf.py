@@ -1,0 +1,36 @@
+"""gunicorn settings shared by the three services (`gunicorn -c gunicorn.conf.py ...`).
+
+The master loads this before gevent patches anything, so it imports nothing of ours at the top.
+The bind address comes from the command line (`-b`), set per service by the Procfile and scripts.
+"""
+
+import os
+
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# Each open SSE stream holds one greenlet slot for its whole life; leave room for ordinary calls.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "12000"))
+backlog = 4096
+# Under gevent the timeout only fires when something blocks the hub; streams never trigger it.
+timeout = 30
+# Below honcho's 5 s SIGKILL; the watcher below ends open streams so shutdown need not wait for it.
+graceful_timeout = 4
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def post_worker_init(worker):
+    """Runs in the worker after gevent's patching: end every live stream once shutdown begins, so a
+    client sees a clean end of stream and reconnects instead of a cut connection."""
+    import gevent
+
+    from common.sse import LIVE
+
+    def watch():
+        while worker.alive:
+            gevent.sleep(0.25)
+        LIVE.end_all()
+
+    gevent.spawn(watch)

@@ -1,0 +1,33 @@
+"""The Memory Service: the only owner of durable data (SPEC §4)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+
+from common.config import ConfigError, exit_on_config_error
+from common.health import health_blueprint
+from common.protocol import protocol_blueprint
+from common.webapp import base_app
+from memory_service.config import load_config
+from memory_service.db import Database
+from memory_service.resources import build_resources
+from memory_service.tools import build_tools
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from the environment, with `config` overriding individual variables."""
+    try:
+        settings = load_config({**os.environ, **(config or {})})
+    except ConfigError as error:
+        exit_on_config_error(error)
+    app = base_app(__name__, service="memory", max_body_bytes=settings.max_body_bytes,
+                   log_level=settings.log_level)
+    db = Database(settings.database_path, pool_size=settings.db_pool_size)
+    app.extensions["cortex.settings"] = settings
+    app.extensions["cortex.db"] = db
+    app.register_blueprint(protocol_blueprint(build_tools(db), build_resources(db), settings.service_token))
+    app.register_blueprint(health_blueprint("memory", self_check=db.ping))
+    return app

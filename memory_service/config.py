@@ -1,0 +1,47 @@
+"""Every setting the Memory Service reads, with its default (mirrored in .env.example)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import ConfigError, Env
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "sqlite:///var/cortex-memory.db"
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    database_path: str
+    host: str
+    port: int
+    service_token: str | None
+    log_level: str
+    max_body_bytes: int
+    db_pool_size: int
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative/file.db` is relative to the repository, `sqlite:////abs/file.db` absolute."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigError("DATABASE_URL", f"must be a sqlite:/// URL in this version, got {url!r}")
+    rest = url[len("sqlite:///"):]
+    if not rest or rest.endswith("/"):
+        raise ConfigError("DATABASE_URL", f"must name a database file, got {url!r}")
+    path = Path(rest)
+    return str(path if path.is_absolute() else REPO_ROOT / path)
+
+
+def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
+    env = Env(values)
+    return MemoryConfig(
+        database_path=sqlite_path(env.str("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL),
+        host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
+        port=env.int("MEMORY_SERVICE_PORT", 9000, minimum=1, maximum=65535),
+        service_token=env.str("SERVICE_TOKEN"),
+        log_level=env.log_level(),
+        max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
+        db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
+    )

@@ -1,0 +1,185 @@
+"""Conversations: created and managed by the workspace owner, readable by the owner and participants."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from common.errors import Forbidden, InvalidArguments, NotFound
+from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
+from memory_service.users import require_user
+from memory_service.workspaces import load_workspace, require_owner, takes_part_in
+
+# Ids of every conversation `:user_id` may read; one definition shared by history and search.
+READABLE_CONVERSATION_IDS = (
+    "SELECT c.id FROM conversations c JOIN workspaces w ON w.id = c.workspace_id WHERE w.owner_id = :user_id"
+    " UNION SELECT conversation_id FROM conversation_participants WHERE user_id = :user_id"
+)
+
+
+def conversation_from_row(row: sqlite3.Row) -> dict[str, Any]:
+    """The public shape of a conversation."""
+    return {
+        "id": row["id"],
+        "workspace_id": row["workspace_id"],
+        "topic": row["topic"],
+        "participant_ids": json.loads(row["participant_ids_json"]),
+        "metadata": json.loads(row["metadata_json"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def load_conversation(
+    conn: sqlite3.Connection, user_id: str, conversation_id: str, *, owner_only: bool = False
+) -> sqlite3.Row:
+    """The conversation's row plus its workspace's `owner_id`, if the user may read it (or own it).
+
+    Raises NotFound for a missing user or conversation and Forbidden for a user without access.
+    """
+    require_user(conn, user_id)
+    row = conn.execute(
+        "SELECT c.*, w.owner_id AS owner_id FROM conversations c JOIN workspaces w ON w.id = c.workspace_id"
+        " WHERE c.id = ?",
+        (conversation_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound("conversation not found")
+    if row["owner_id"] == user_id:
+        return row
+    if owner_only:
+        raise Forbidden("only the workspace owner may do this")
+    participant = conn.execute(
+        "SELECT 1 FROM conversation_participants WHERE conversation_id = ? AND user_id = ?",
+        (conversation_id, user_id),
+    ).fetchone()
+    if participant is None:
+        raise Forbidden("no access to this conversation")
+    return row
+
+
+def _participants(conn: sqlite3.Connection, creator: str, given: list[str] | None) -> list[str]:
+    if given is not None and (not isinstance(given, list) or not all(isinstance(p, str) for p in given)):
+        raise InvalidArguments("participant_ids must be a list of user ids")
+    ids = [creator]
+    for participant in given or []:
+        if participant not in ids:
+            ids.append(participant)
+    for participant in ids[1:]:
+        require_user(conn, participant)
+    return ids
+
+
+def _save_participants(conn: sqlite3.Connection, conversation_id: str, ids: list[str]) -> None:
+    conn.execute("DELETE FROM conversation_participants WHERE conversation_id = ?", (conversation_id,))
+    conn.executemany(
+        "INSERT INTO conversation_participants (conversation_id, user_id) VALUES (?, ?)",
+        [(conversation_id, participant) for participant in ids],
+    )
+
+
+def _load(conn: sqlite3.Connection, conversation_id: str) -> dict[str, Any]:
+    row = conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+    return conversation_from_row(row)
+
+
+def create_conversation(
+    db: Database, user_id: str, workspace_id: str, topic: str, participant_ids: list[str] | None = None,
+    metadata: dict[str, Any] | None = None, *, idempotency: IdempotencyKey | None = None,
+) -> dict[str, Any]:
+    """Create a conversation in a workspace the user owns; participants are the creator then the given ids."""
+    metadata_json = encode_metadata(metadata)
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        require_owner(conn, user_id, workspace_id)
+        ids = _participants(conn, user_id, participant_ids)
+        conversation_id, now = new_id(), utc_now()
+        conn.execute(
+            "INSERT INTO conversations (id, workspace_id, topic, participant_ids_json, metadata_json,"
+            " next_sequence, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+            (conversation_id, workspace_id, topic, json.dumps(ids), metadata_json, now, now),
+        )
+        _save_participants(conn, conversation_id, ids)
+        return {"conversation": _load(conn, conversation_id)}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def list_conversations(
+    db: Database, user_id: str, workspace_id: str, limit: int, offset: int
+) -> dict[str, Any]:
+    """One page of the workspace's conversations the user may read, most recently updated first."""
+    limit, offset = clamp(limit, 1, MAX_LIMIT), max(0, int(offset))
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        require_user(conn, user_id)
+        workspace = load_workspace(conn, workspace_id)
+        where, args = "workspace_id = ?", [workspace_id]
+        if workspace["owner_id"] != user_id:
+            if not takes_part_in(conn, user_id, workspace_id):
+                raise Forbidden("no access to this workspace")
+            where += " AND id IN (SELECT conversation_id FROM conversation_participants WHERE user_id = ?)"
+            args.append(user_id)
+        total = conn.execute(f"SELECT COUNT(*) FROM conversations WHERE {where}", args).fetchone()[0]
+        rows = conn.execute(
+            f"SELECT * FROM conversations WHERE {where}"
+            " ORDER BY updated_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        ).fetchall()
+        conversations = [conversation_from_row(row) for row in rows]
+        return {"conversations": conversations, "total": total, "limit": limit, "offset": offset}
+
+    return db.read(tx)
+
+
+def get_conversation(db: Database, user_id: str, conversation_id: str) -> dict[str, Any]:
+    """The conversation, for the workspace owner or a participant."""
+    row = db.read(lambda conn: load_conversation(conn, user_id, conversation_id))
+    return {"conversation": conversation_from_row(row)}
+
+
+def update_conversation(
+    db: Database, user_id: str, conversation_id: str, topic: str | None = None,
+    participant_ids: list[str] | None = None, metadata: dict[str, Any] | None = None,
+    *, idempotency: IdempotencyKey | None = None,
+) -> dict[str, Any]:
+    """Change the given fields (None leaves a field unchanged); only the workspace owner may.
+
+    New participant ids replace the old ones, but the conversation's creator always stays first.
+    """
+    metadata_json = None if metadata is None else encode_metadata(metadata)
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        row = load_conversation(conn, user_id, conversation_id, owner_only=True)
+        ids = json.loads(row["participant_ids_json"])
+        if participant_ids is not None:
+            ids = _participants(conn, ids[0] if ids else user_id, participant_ids)
+            _save_participants(conn, conversation_id, ids)
+        conn.execute(
+            "UPDATE conversations SET topic = ?, participant_ids_json = ?, metadata_json = ?, updated_at = ?"
+            " WHERE id = ?",
+            (
+                row["topic"] if topic is None else topic,
+                json.dumps(ids),
+                row["metadata_json"] if metadata_json is None else metadata_json,
+                utc_now(),
+                conversation_id,
+            ),
+        )
+        return {"conversation": _load(conn, conversation_id)}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def delete_conversation(
+    db: Database, user_id: str, conversation_id: str, *, idempotency: IdempotencyKey | None = None
+) -> dict[str, Any]:
+    """Delete the conversation with its messages; only the workspace owner may."""
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        load_conversation(conn, user_id, conversation_id, owner_only=True)
+        conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        return {"deleted": True, "id": conversation_id}
+
+    return db.write(tx, idempotency=idempotency)

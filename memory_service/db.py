@@ -1,0 +1,237 @@
+"""SQLite storage for the Memory Service: schema, connection pool, transactions and idempotency.
+
+sqlite3 calls block the gevent hub, so under monkey-patching every transaction runs in gevent's native
+threadpool while the pool of connections is managed on the greenlet side.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import gevent
+import gevent.monkey
+
+from common.errors import Conflict, InvalidArguments
+from memory_service.schema import SCHEMA
+
+T = TypeVar("T")
+
+MAX_LIMIT = 1000
+
+
+
+class IdempotencyKey(NamedTuple):
+    key: str
+    tool: str
+    fingerprint: str
+
+
+def utc_now() -> str:
+    """The current time as UTC ISO-8601 with a +00:00 offset."""
+    return datetime.now(UTC).isoformat()
+
+
+def new_id() -> str:
+    """A fresh uuid4 string for a stored object."""
+    return str(uuid.uuid4())
+
+
+def clamp(value: int, low: int, high: int) -> int:
+    """`value` forced into [low, high]; the schema layer validates, this only keeps queries sane."""
+    return max(low, min(high, int(value)))
+
+
+def encode_metadata(metadata: dict[str, Any] | None) -> str:
+    """Metadata as stored JSON; None is an empty object, anything else must be a JSON-serialisable dict."""
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, dict):
+        raise InvalidArguments("metadata must be an object")
+    try:
+        return json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArguments("metadata must be JSON-serialisable") from exc
+
+
+def _patched() -> bool:
+    return gevent.monkey.is_module_patched("socket")
+
+
+def _captured(fn: Callable[..., T], *args: Any) -> tuple[bool, Any]:
+    # gevent's hub prints every exception escaping a pool thread; ours (NotFound...) are ordinary results.
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc
+
+
+def _unwrap(outcome: tuple[bool, Any]) -> Any:
+    ok, value = outcome
+    if not ok:
+        raise value
+    return value
+
+
+def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking call in gevent's native threadpool when monkey-patched, inline otherwise."""
+    if _patched():
+        return _unwrap(gevent.get_hub().threadpool.apply(_captured, (fn, *args)))
+    return fn(*args)
+
+
+def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Connection], T],
+                 commit: bool) -> T:
+    conn.execute(begin)
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT" if commit else "ROLLBACK")
+        return result
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class Database:
+    """A pool of SQLite connections to one database file, with short read and write transactions."""
+
+    def __init__(self, path: str, pool_size: int = 8) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self.path = path
+        self._pool_size = pool_size
+        # LIFO keeps the few hot connections in use and lets idle ones stay idle.
+        self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue(maxsize=pool_size)
+        self._lock = threading.Lock()
+        self._created = 0
+        self._closed = False
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._run(self._create_schema)
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit transactions.
+        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # One transaction, so processes starting together never see half a schema. executescript commits
+        # whatever is pending before it runs, so the transaction has to live inside the script.
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _acquire(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("database is closed")
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            create = self._created < self._pool_size
+            if create:
+                self._created += 1
+        if not create:
+            return self._pool.get()
+        try:
+            return run_blocking(self._connect)
+        except BaseException:
+            with self._lock:
+                self._created -= 1
+            raise
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        # A connection stuck in a transaction would poison the next caller; drop it and open another later.
+        if not self._closed and not conn.in_transaction:
+            self._pool.put_nowait(conn)
+            return
+        conn.close()
+        with self._lock:
+            self._created -= 1
+
+    def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._acquire()
+        if not _patched():
+            try:
+                return job(conn)
+            finally:
+                self._release(conn)
+        try:
+            done = gevent.get_hub().threadpool.spawn(_captured, job, conn)
+        except BaseException:  # killed while waiting for a free thread: the job never started
+            self._release(conn)
+            raise
+        try:
+            return _unwrap(done.get())
+        finally:
+            if done.ready():
+                self._release(conn)
+            else:
+                # Killed while waiting (timeout, shutdown): the thread still uses the connection, so it
+                # goes back to the pool only when the thread is finished with it.
+                done.rawlink(lambda _: gevent.spawn(self._release, conn))
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` in one read transaction, so its queries see a single consistent snapshot."""
+        return self._run(lambda conn: _transaction(conn, "BEGIN", fn, commit=False))
+
+    def write(self, fn: Callable[[sqlite3.Connection], T], *, idempotency: IdempotencyKey | None = None) -> T:
+        """Run `fn(conn)` in one BEGIN IMMEDIATE transaction, rolled back if it raises.
+
+        With an idempotency key, a completed request with the same key replays its stored result without
+        calling `fn`; the same key for a different tool or arguments is a Conflict.
+        """
+        if idempotency is None:
+            return self._run(lambda conn: _transaction(conn, "BEGIN IMMEDIATE", fn, commit=True))
+        key = idempotency
+
+        def remembered(conn: sqlite3.Connection) -> Any:
+            row = conn.execute(
+                "SELECT tool, fingerprint, result_json FROM idempotency_keys WHERE key = ?", (key.key,)
+            ).fetchone()
+            if row is not None:
+                if row["tool"] != key.tool or row["fingerprint"] != key.fingerprint:
+                    raise Conflict("idempotency key reused for a different request")
+                return json.loads(row["result_json"])
+            result = fn(conn)
+            conn.execute(
+                "INSERT INTO idempotency_keys (key, tool, fingerprint, result_json, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key.key, key.tool, key.fingerprint, json.dumps(result), utc_now()),
+            )
+            return result
+
+        return self._run(lambda conn: _transaction(conn, "BEGIN IMMEDIATE", remembered, commit=True))
+
+    def ping(self) -> bool:
+        """True when the database answers `SELECT 1`."""
+        try:
+            return self.read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
+        except (sqlite3.Error, RuntimeError):
+            return False
+
+    def close(self) -> None:
+        """Close every idle connection; connections still in use are closed when they are returned."""
+        self._closed = True
+        while True:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                return
+            self._release(conn)

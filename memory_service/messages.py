@@ -1,0 +1,208 @@
+"""Messages: stored in order by a per-conversation sequence, read chronologically or as a user's history."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+from common.errors import Forbidden, InvalidArguments, NotFound
+from memory_service.conversations import READABLE_CONVERSATION_IDS, load_conversation
+from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
+from memory_service.users import require_user
+
+ROLES = ("user", "assistant", "system")
+_AFTER_LAST_ROWID = 2**63 - 1  # above any SQLite rowid, so the first history page starts at the newest
+
+
+def message_from_row(row: sqlite3.Row) -> dict[str, Any]:
+    """The public shape of a message."""
+    return {
+        "id": row["id"],
+        "conversation_id": row["conversation_id"],
+        "sender_id": row["sender_id"],
+        "role": row["role"],
+        "content": row["content"],
+        "metadata": json.loads(row["metadata_json"]),
+        "sequence": row["sequence"],
+        "created_at": row["created_at"],
+    }
+
+
+def _load(conn: sqlite3.Connection, message_id: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+    if row is None:
+        raise NotFound("message not found")
+    return row
+
+
+def _load_for(
+    conn: sqlite3.Connection, user_id: str, message_id: str, *, modify: bool = False
+) -> sqlite3.Row:
+    require_user(conn, user_id)
+    row = _load(conn, message_id)
+    conversation = load_conversation(conn, user_id, row["conversation_id"])
+    if modify and user_id not in (row["sender_id"], conversation["owner_id"]):
+        raise Forbidden("only the sender or the workspace owner may change this message")
+    return row
+
+
+def store_input(
+    db: Database, user_id: str, conversation_id: str, content: str, role: str = "user",
+    metadata: dict[str, Any] | None = None, *, idempotency: IdempotencyKey | None = None,
+) -> dict[str, Any]:
+    """Append a message from the user to a conversation they may read; it gets the next sequence number."""
+    if role not in ROLES:
+        raise InvalidArguments(f"role must be one of {', '.join(ROLES)}")
+    metadata_json = encode_metadata(metadata)
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        conversation = load_conversation(conn, user_id, conversation_id)
+        # BEGIN IMMEDIATE holds the write lock, so no other writer can take the same sequence number.
+        sequence, message_id, now = conversation["next_sequence"], new_id(), utc_now()
+        conn.execute(
+            "UPDATE conversations SET next_sequence = ?, updated_at = ? WHERE id = ?",
+            (sequence + 1, now, conversation_id),
+        )
+        conn.execute(
+            "INSERT INTO messages (id, conversation_id, sender_id, role, content, metadata_json, sequence,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (message_id, conversation_id, user_id, role, content, metadata_json, sequence, now),
+        )
+        message = message_from_row(_load(conn, message_id))
+        return {"status": "stored", "user_id": user_id, "item_id": message_id, "sequence": sequence,
+                "message": message}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def get_message(db: Database, user_id: str, message_id: str) -> dict[str, Any]:
+    """The message, for anyone who may read its conversation."""
+    return db.read(lambda conn: {"message": message_from_row(_load_for(conn, user_id, message_id))})
+
+
+def update_message(
+    db: Database, user_id: str, message_id: str, content: str | None = None,
+    metadata: dict[str, Any] | None = None, *, idempotency: IdempotencyKey | None = None,
+) -> dict[str, Any]:
+    """Change the content and/or metadata (None leaves it unchanged).
+
+    Only the sender or the workspace owner may.
+    """
+    metadata_json = None if metadata is None else encode_metadata(metadata)
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        row = _load_for(conn, user_id, message_id, modify=True)
+        conn.execute(
+            "UPDATE messages SET content = ?, metadata_json = ? WHERE id = ?",
+            (
+                row["content"] if content is None else content,
+                row["metadata_json"] if metadata_json is None else metadata_json,
+                message_id,
+            ),
+        )
+        return {"message": message_from_row(_load(conn, message_id))}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def delete_message(
+    db: Database, user_id: str, message_id: str, *, idempotency: IdempotencyKey | None = None
+) -> dict[str, Any]:
+    """Delete the message; its sequence number is never reused. Only the sender or workspace owner may."""
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        _load_for(conn, user_id, message_id, modify=True)
+        conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        return {"deleted": True, "id": message_id}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def _page(conn: sqlite3.Connection, conversation_id: str, after_sequence: int, limit: int) -> list[dict]:
+    rows = conn.execute(
+        "SELECT * FROM messages WHERE conversation_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+        (conversation_id, after_sequence, limit),
+    ).fetchall()
+    return [message_from_row(row) for row in rows]
+
+
+def list_messages(
+    db: Database, user_id: str, conversation_id: str, after_sequence: int = 0, limit: int = 100
+) -> dict[str, Any]:
+    """Up to `limit` messages with a sequence above `after_sequence`, in chronological order."""
+    limit, after_sequence = clamp(limit, 1, MAX_LIMIT), max(0, int(after_sequence))
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        load_conversation(conn, user_id, conversation_id)
+        messages = _page(conn, conversation_id, after_sequence, limit)
+        return {"messages": messages, "count": len(messages), "conversation_id": conversation_id}
+
+    return db.read(tx)
+
+
+def iter_conversation(
+    db: Database, user_id: str, conversation_id: str, page_size: int = 500
+) -> Iterator[dict]:
+    """Every message of the conversation in order, read page by page; access is checked before returning."""
+    db.read(lambda conn: load_conversation(conn, user_id, conversation_id))
+    page_size = clamp(page_size, 1, MAX_LIMIT)
+
+    def pages() -> Iterator[dict]:
+        after = 0
+        while True:
+            page = db.read(partial(_page, conversation_id=conversation_id, after_sequence=after,
+                                   limit=page_size))
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1]["sequence"]
+
+    return pages()
+
+
+def iter_history(
+    db: Database, user_id: str, limit: int | None = None, page_size: int = 500
+) -> Iterator[dict]:
+    """At most `limit` messages from every conversation the user may read, newest stored first.
+
+    The user's existence is checked before returning; order follows the global insert order, not clocks.
+    """
+    db.read(lambda conn: require_user(conn, user_id))
+    page_size = clamp(page_size, 1, MAX_LIMIT)
+    remaining = None if limit is None else max(0, int(limit))
+
+    def history_page(conn: sqlite3.Connection, before: int, size: int) -> list[sqlite3.Row]:
+        return conn.execute(
+            f"SELECT * FROM messages WHERE conversation_id IN ({READABLE_CONVERSATION_IDS})"
+            " AND seq_global < :before ORDER BY seq_global DESC LIMIT :size",
+            {"user_id": user_id, "before": before, "size": size},
+        ).fetchall()
+
+    def pages() -> Iterator[dict]:
+        before, left = _AFTER_LAST_ROWID, remaining
+        while left is None or left > 0:
+            size = page_size if left is None else min(page_size, left)
+            rows = db.read(partial(history_page, before=before, size=size))
+            yield from (message_from_row(row) for row in rows)
+            if len(rows) < size:
+                return
+            before = rows[-1]["seq_global"]
+            left = None if left is None else left - len(rows)
+
+    return pages()
+
+
+def count_history(db: Database, user_id: str) -> int:
+    """How many messages the user may read across all their conversations."""
+
+    def tx(conn: sqlite3.Connection) -> int:
+        require_user(conn, user_id)
+        return conn.execute(
+            f"SELECT COUNT(*) FROM messages WHERE conversation_id IN ({READABLE_CONVERSATION_IDS})",
+            {"user_id": user_id},
+        ).fetchone()[0]
+
+    return db.read(tx)

@@ -1,0 +1,185 @@
+"""The Memory Service's tool table: argument models (the schema callers see) bound to the store."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from common.models import Arguments, Id, Limit, Metadata, Offset
+from common.protocol import CallContext, Tool
+from memory_service import conversations, messages, search, users, workspaces
+from memory_service.db import Database, IdempotencyKey
+
+Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
+                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+WorkspaceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Description = Annotated[str, StringConstraints(max_length=500)]
+Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Content = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
+# Long enough to search with a whole message as the query (Cognition does), bounded all the same.
+Query = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
+Participants = Annotated[list[Id], Field(max_length=100)]
+
+
+class CreateUser(Arguments):
+    email: Email
+    name: PersonName
+    password: NewPassword
+
+
+class AuthenticateUser(Arguments):
+    email: Email
+    password: Password
+
+
+class UserArgs(Arguments):
+    user_id: Id
+
+
+class CreateWorkspace(UserArgs):
+    name: WorkspaceName
+    description: Description = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ListPage(UserArgs):
+    limit: Limit = 20
+    offset: Offset = 0
+
+
+class WorkspaceArgs(UserArgs):
+    workspace_id: Id
+
+
+class UpdateWorkspace(WorkspaceArgs):
+    name: WorkspaceName | None = None
+    description: Description | None = None
+    metadata: Metadata | None = None
+
+
+class CreateConversation(WorkspaceArgs):
+    topic: Topic
+    participant_ids: Participants = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ListConversations(ListPage):
+    workspace_id: Id
+
+
+class ConversationArgs(UserArgs):
+    conversation_id: Id
+
+
+class UpdateConversation(ConversationArgs):
+    topic: Topic | None = None
+    participant_ids: Participants | None = None
+    metadata: Metadata | None = None
+
+
+class InputData(Arguments):
+    conversation_id: Id
+    content: Content
+    role: Literal["user", "assistant", "system"] = "user"
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class StoreInput(UserArgs):
+    input_data: InputData
+
+
+class MessageArgs(UserArgs):
+    message_id: Id
+
+
+class UpdateMessage(MessageArgs):
+    content: Content | None = None
+    metadata: Metadata | None = None
+
+
+class ListMessages(ConversationArgs):
+    after_sequence: Annotated[int, Field(ge=0)] = 0
+    limit: Limit = 100
+
+
+class SearchMessages(UserArgs):
+    query: Query
+    conversation_id: Id | None = None
+    limit: Limit = 10
+
+
+def idempotency(tool: str, args: BaseModel, ctx: CallContext) -> IdempotencyKey | None:
+    """The key under which a mutating call's result is stored, tied to the exact arguments."""
+    if not ctx.idempotency_key:
+        return None
+    fingerprint = hashlib.sha256(args.model_dump_json().encode()).hexdigest()
+    return IdempotencyKey(ctx.idempotency_key, tool, fingerprint)
+
+
+def build_tools(db: Database) -> list[Tool]:
+    """Bind every tool of SPEC §4 to `db`."""
+
+    def mutating(name: str, description: str, model: type[BaseModel],
+                 run: Callable[[Any, IdempotencyKey | None], dict]) -> Tool:
+        return Tool(name, description, model, lambda a, ctx: run(a, idempotency(name, a, ctx)))
+
+    def reading(name: str, description: str, model: type[BaseModel], run: Callable[[Any], dict]) -> Tool:
+        return Tool(name, description, model, lambda a, ctx: run(a))
+
+    return [
+        mutating("create_user", "Register a user; the email must be unused.", CreateUser,
+                 lambda a, k: users.create_user(db, a.email, a.name, a.password, idempotency=k)),
+        reading("authenticate_user", "Check an email and password; returns the user.", AuthenticateUser,
+                lambda a: users.authenticate_user(db, a.email, a.password)),
+        reading("get_user", "Get a user by id.", UserArgs, lambda a: users.get_user(db, a.user_id)),
+        mutating("create_workspace", "Create a workspace owned by the user.", CreateWorkspace,
+                 lambda a, k: workspaces.create_workspace(
+                     db, a.user_id, a.name, a.description, a.metadata, idempotency=k)),
+        reading("list_workspaces", "The user's workspaces, newest first.", ListPage,
+                lambda a: workspaces.list_workspaces(db, a.user_id, a.limit, a.offset)),
+        reading("get_workspace", "Get one workspace the user may read.", WorkspaceArgs,
+                lambda a: workspaces.get_workspace(db, a.user_id, a.workspace_id)),
+        mutating("update_workspace", "Change a workspace's name, description or metadata.", UpdateWorkspace,
+                 lambda a, k: workspaces.update_workspace(
+                     db, a.user_id, a.workspace_id, a.name, a.description, a.metadata, idempotency=k)),
+        mutating("delete_workspace", "Delete a workspace with its conversations and messages.", WorkspaceArgs,
+                 lambda a, k: workspaces.delete_workspace(db, a.user_id, a.workspace_id, idempotency=k)),
+        mutating("create_conversation", "Start a conversation in a workspace.", CreateConversation,
+                 lambda a, k: conversations.create_conversation(
+                     db, a.user_id, a.workspace_id, a.topic, a.participant_ids, a.metadata, idempotency=k)),
+        reading("list_conversations", "Conversations in a workspace that the user may read.",
+                ListConversations,
+                lambda a: conversations.list_conversations(db, a.user_id, a.workspace_id, a.limit, a.offset)),
+        reading("get_conversation", "Get one conversation the user may read.", ConversationArgs,
+                lambda a: conversations.get_conversation(db, a.user_id, a.conversation_id)),
+        mutating("update_conversation", "Change a conversation's topic, participants or metadata.",
+                 UpdateConversation,
+                 lambda a, k: conversations.update_conversation(
+                     db, a.user_id, a.conversation_id, a.topic, a.participant_ids, a.metadata, idempotency=k)),
+        mutating("delete_conversation", "Delete a conversation and its messages.", ConversationArgs,
+                 lambda a, k: conversations.delete_conversation(
+                     db, a.user_id, a.conversation_id, idempotency=k)),
+        mutating("store_input", "Store a message; returns its id and per-conversation sequence.", StoreInput,
+                 lambda a, k: messages.store_input(
+                     db, a.user_id, a.input_data.conversation_id, a.input_data.content, a.input_data.role,
+                     a.input_data.metadata, idempotency=k)),
+        reading("get_message", "Get one message.", MessageArgs,
+                lambda a: messages.get_message(db, a.user_id, a.message_id)),
+        mutating("update_message", "Change a message's content or metadata.", UpdateMessage,
+                 lambda a, k: messages.update_message(
+                     db, a.user_id, a.message_id, a.content, a.metadata, idempotency=k)),
+        mutating("delete_message", "Delete a message.", MessageArgs,
+                 lambda a, k: messages.delete_message(db, a.user_id, a.message_id, idempotency=k)),
+        reading("list_messages", "A conversation's messages in order, after a sequence number.",
+                ListMessages,
+                lambda a: messages.list_messages(db, a.user_id, a.conversation_id, a.after_sequence, a.limit)),
+        reading("search_messages", "Ranked full-text search over the messages the user may read.",
+                SearchMessages,
+                lambda a: search.search_messages(db, a.user_id, a.query, a.conversation_id, a.limit)),
+    ]

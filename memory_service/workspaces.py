@@ -1,0 +1,139 @@
+"""Workspaces: created and managed by their owner, readable by participants of their conversations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from common.errors import Forbidden, NotFound
+from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
+from memory_service.users import require_user
+
+
+def workspace_from_row(row: sqlite3.Row) -> dict[str, Any]:
+    """The public shape of a workspace."""
+    return {
+        "id": row["id"],
+        "owner_id": row["owner_id"],
+        "name": row["name"],
+        "description": row["description"],
+        "metadata": json.loads(row["metadata_json"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def load_workspace(conn: sqlite3.Connection, workspace_id: str) -> sqlite3.Row:
+    """The workspace's row, or NotFound."""
+    row = conn.execute("SELECT * FROM workspaces WHERE id = ?", (workspace_id,)).fetchone()
+    if row is None:
+        raise NotFound("workspace not found")
+    return row
+
+
+def require_owner(conn: sqlite3.Connection, user_id: str, workspace_id: str) -> sqlite3.Row:
+    """The workspace's row when `user_id` exists and owns it; NotFound or Forbidden otherwise."""
+    require_user(conn, user_id)
+    row = load_workspace(conn, workspace_id)
+    if row["owner_id"] != user_id:
+        raise Forbidden("only the workspace owner may do this")
+    return row
+
+
+def takes_part_in(conn: sqlite3.Connection, user_id: str, workspace_id: str) -> bool:
+    """True when the user is a participant of at least one conversation in the workspace."""
+    row = conn.execute(
+        "SELECT 1 FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id"
+        " WHERE c.workspace_id = ? AND p.user_id = ? LIMIT 1",
+        (workspace_id, user_id),
+    ).fetchone()
+    return row is not None
+
+
+def create_workspace(
+    db: Database, user_id: str, name: str, description: str = "", metadata: dict[str, Any] | None = None,
+    *, idempotency: IdempotencyKey | None = None,
+) -> dict[str, Any]:
+    """Create a workspace owned by the user."""
+    metadata_json = encode_metadata(metadata)
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        require_user(conn, user_id)
+        workspace_id, now = new_id(), utc_now()
+        conn.execute(
+            "INSERT INTO workspaces (id, owner_id, name, description, metadata_json, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (workspace_id, user_id, name, description or "", metadata_json, now, now),
+        )
+        return {"workspace": workspace_from_row(load_workspace(conn, workspace_id))}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def list_workspaces(db: Database, user_id: str, limit: int, offset: int) -> dict[str, Any]:
+    """One page of the workspaces the user owns, newest first, with the total count."""
+    limit, offset = clamp(limit, 1, MAX_LIMIT), max(0, int(offset))
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        require_user(conn, user_id)
+        total = conn.execute("SELECT COUNT(*) FROM workspaces WHERE owner_id = ?", (user_id,)).fetchone()[0]
+        rows = conn.execute(
+            "SELECT * FROM workspaces WHERE owner_id = ? ORDER BY created_at DESC, rowid DESC"
+            " LIMIT ? OFFSET ?",
+            (user_id, limit, offset),
+        ).fetchall()
+        workspaces = [workspace_from_row(row) for row in rows]
+        return {"workspaces": workspaces, "total": total, "limit": limit, "offset": offset}
+
+    return db.read(tx)
+
+
+def get_workspace(db: Database, user_id: str, workspace_id: str) -> dict[str, Any]:
+    """The workspace, for its owner or a participant of any conversation in it."""
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        require_user(conn, user_id)
+        row = load_workspace(conn, workspace_id)
+        if row["owner_id"] != user_id and not takes_part_in(conn, user_id, workspace_id):
+            raise Forbidden("no access to this workspace")
+        return {"workspace": workspace_from_row(row)}
+
+    return db.read(tx)
+
+
+def update_workspace(
+    db: Database, user_id: str, workspace_id: str, name: str | None = None, description: str | None = None,
+    metadata: dict[str, Any] | None = None, *, idempotency: IdempotencyKey | None = None,
+) -> dict[str, Any]:
+    """Change the given fields (None leaves a field unchanged); only the owner may."""
+    metadata_json = None if metadata is None else encode_metadata(metadata)
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        row = require_owner(conn, user_id, workspace_id)
+        conn.execute(
+            "UPDATE workspaces SET name = ?, description = ?, metadata_json = ?, updated_at = ? WHERE id = ?",
+            (
+                row["name"] if name is None else name,
+                row["description"] if description is None else description,
+                row["metadata_json"] if metadata_json is None else metadata_json,
+                utc_now(),
+                workspace_id,
+            ),
+        )
+        return {"workspace": workspace_from_row(load_workspace(conn, workspace_id))}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def delete_workspace(
+    db: Database, user_id: str, workspace_id: str, *, idempotency: IdempotencyKey | None = None
+) -> dict[str, Any]:
+    """Delete the workspace with its conversations and messages; only the owner may."""
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        require_owner(conn, user_id, workspace_id)
+        conn.execute("DELETE FROM workspaces WHERE id = ?", (workspace_id,))
+        return {"deleted": True, "id": workspace_id}
+
+    return db.write(tx, idempotency=idempotency)
