@@ -13,6 +13,7 @@ from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from common.config import Env
 from common.errors import ServiceError, ServiceTimeout, ServiceUnavailable, from_body
 from common.retry import RetryPolicy, build_retry
 
@@ -30,6 +31,19 @@ class ClientSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     fail_max: int = 5
     reset_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> ClientSettings:
+        """The client settings every service reads (listed in .env.example)."""
+        return cls(
+            connect_timeout=env.float("CLIENT_CONNECT_TIMEOUT", 2.0, minimum=0.01),
+            read_timeout=env.float("CLIENT_READ_TIMEOUT", 10.0, minimum=0.01),
+            pool_size=env.int("CLIENT_POOL_SIZE", 50, minimum=1, maximum=10_000),
+            retry=RetryPolicy(attempts=env.int("CLIENT_RETRIES", 3, minimum=0, maximum=10),
+                              max_elapsed=env.float("CLIENT_RETRY_MAX_SECONDS", 10.0, minimum=0)),
+            fail_max=env.int("BREAKER_FAIL_MAX", 5, minimum=1),
+            reset_timeout=env.float("BREAKER_RESET_SECONDS", 10.0, minimum=0.01),
+        )
 
 
 def _is_read_timeout(exc: BaseException) -> bool:

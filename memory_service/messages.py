@@ -121,23 +121,29 @@ def delete_message(
     return db.write(tx, idempotency=idempotency)
 
 
-def _page(conn: sqlite3.Connection, conversation_id: str, after_sequence: int, limit: int) -> list[dict]:
+def _page(
+    conn: sqlite3.Connection, conversation_id: str, after_sequence: int, limit: int, latest: bool = False
+) -> list[dict]:
+    order = "DESC" if latest else "ASC"
     rows = conn.execute(
-        "SELECT * FROM messages WHERE conversation_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+        f"SELECT * FROM messages WHERE conversation_id = ? AND sequence > ? ORDER BY sequence {order} LIMIT ?",
         (conversation_id, after_sequence, limit),
     ).fetchall()
-    return [message_from_row(row) for row in rows]
+    messages = [message_from_row(row) for row in rows]
+    return messages[::-1] if latest else messages
 
 
 def list_messages(
-    db: Database, user_id: str, conversation_id: str, after_sequence: int = 0, limit: int = 100
+    db: Database, user_id: str, conversation_id: str, after_sequence: int = 0, limit: int = 100,
+    latest: bool = False,
 ) -> dict[str, Any]:
-    """Up to `limit` messages with a sequence above `after_sequence`, in chronological order."""
+    """Up to `limit` messages with a sequence above `after_sequence`, in chronological order; with
+    `latest`, the last `limit` of them (a conversation's recent turns), still chronological."""
     limit, after_sequence = clamp(limit, 1, MAX_LIMIT), max(0, int(after_sequence))
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         load_conversation(conn, user_id, conversation_id)
-        messages = _page(conn, conversation_id, after_sequence, limit)
+        messages = _page(conn, conversation_id, after_sequence, limit, latest)
         return {"messages": messages, "count": len(messages), "conversation_id": conversation_id}
 
     return db.read(tx)

@@ -106,6 +106,7 @@ class UpdateMessage(MessageArgs):
 class ListMessages(ConversationArgs):
     after_sequence: Annotated[int, Field(ge=0)] = 0
     limit: Limit = 100
+    latest: bool = Field(False, description="the last `limit` messages instead of the first (still in order)")
 
 
 class SearchMessages(UserArgs):
@@ -178,7 +179,8 @@ def build_tools(db: Database) -> list[Tool]:
                  lambda a, k: messages.delete_message(db, a.user_id, a.message_id, idempotency=k)),
         reading("list_messages", "A conversation's messages in order, after a sequence number.",
                 ListMessages,
-                lambda a: messages.list_messages(db, a.user_id, a.conversation_id, a.after_sequence, a.limit)),
+                lambda a: messages.list_messages(
+                    db, a.user_id, a.conversation_id, a.after_sequence, a.limit, a.latest)),
         reading("search_messages", "Ranked full-text search over the messages the user may read.",
                 SearchMessages,
                 lambda a: search.search_messages(db, a.user_id, a.query, a.conversation_id, a.limit)),

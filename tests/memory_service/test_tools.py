@@ -72,6 +72,9 @@ def test_a_conversation_round_trip(client, world):
     assert [m["sequence"] for m in listed["messages"]] == [1, 2]
     after = result(client, "list_messages", user_id=alice["id"], conversation_id=conv["id"], after_sequence=1)
     assert [m["sequence"] for m in after["messages"]] == [2]
+    result(client, "store_input", user_id=alice["id"], input_data={"conversation_id": conv["id"], "content": "3rd"})
+    latest = result(client, "list_messages", user_id=alice["id"], conversation_id=conv["id"], limit=2, latest=True)
+    assert [m["sequence"] for m in latest["messages"]] == [2, 3]
     assert result(client, "authenticate_user", email="ALICE@example.com", password="password1")["user"]["id"] \
         == alice["id"]
 
