@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -56,6 +57,8 @@ class Env:
             number = float(value)
         except ValueError:
             raise ConfigError(name, f"must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(name, f"must be a finite number, got {value!r}")
         self._check_range(name, number, minimum, maximum)
         return number
 

@@ -27,6 +27,9 @@ class BoundedRetry(Retry):
     """`Retry` that gives up once retrying would run past `max_elapsed` seconds, with an injectable
     clock and sleep so tests can check backoff without waiting for it."""
 
+    # A Retry-After on 413 or 429 is the caller's problem to solve, not a reason to try again.
+    RETRY_AFTER_STATUS_CODES = frozenset({502, 503, 504})
+
     def __init__(self, *args: Any, max_elapsed: float | None = None, started: float | None = None,
                  clock: Callable[[], float] = time.monotonic, sleeper: Callable[[float], None] = time.sleep,
                  **kwargs: Any) -> None:
@@ -49,17 +52,20 @@ class BoundedRetry(Retry):
         retry: BoundedRetry = super().increment(method, url, *args, **kwargs)  # type: ignore[assignment]
         if retry.max_elapsed is not None and retry.started is not None:
             spent = retry.clock() - retry.started
-            if spent + retry.get_backoff_time() > retry.max_elapsed:
+            if spent + retry.next_wait(kwargs.get("response")) > retry.max_elapsed:
                 error = kwargs.get("error") or (args[1] if len(args) > 1 else None)
                 raise MaxRetryError(kwargs.get("_pool"), url or "", error)
         return retry
 
-    def sleep(self, response: Any = None) -> None:
+    def next_wait(self, response: Any = None) -> float:
+        """How long `sleep` will wait: the server's Retry-After when it sent one, else the backoff."""
         delay = None
         if self.respect_retry_after_header and response is not None:
             delay = self.get_retry_after(response)
-        if delay is None:
-            delay = self.get_backoff_time()
+        return self.get_backoff_time() if delay is None else delay
+
+    def sleep(self, response: Any = None) -> None:
+        delay = self.next_wait(response)
         if delay > 0:
             self.sleeper(delay)
 

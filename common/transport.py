@@ -97,11 +97,14 @@ class Transport:
             except ValueError:
                 body = None
         if response.status_code >= 400 or body is None:
-            error = from_body(response.status_code, body)
-            if isinstance(error, ServiceUnavailable | ServiceTimeout) and "service" not in error.details:
-                error.details["service"] = self.service
-            raise error
+            raise self._remote_error(response.status_code, body)
         return body
+
+    def _remote_error(self, status: int, body: Any) -> ServiceError:
+        error = from_body(status, body)
+        if isinstance(error, ServiceUnavailable | ServiceTimeout) and "service" not in error.details:
+            error.details["service"] = self.service
+        return error
 
     def open_events(self, url: str, *, params: dict[str, Any] | None = None,
                     headers: dict[str, str] | None = None) -> EventStream:
@@ -117,7 +120,7 @@ class Transport:
                     body = response.json()
                 except ValueError:
                     body = None
-            raise from_body(response.status_code, body)
+            raise self._remote_error(response.status_code, body)
         return EventStream(self, response)
 
     def close(self) -> None:
