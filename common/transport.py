@@ -106,12 +106,13 @@ class Transport:
             error.details["service"] = self.service
         return error
 
-    def open_events(self, url: str, *, params: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None) -> EventStream:
+    def open_events(self, url: str, *, method: str = "GET", params: dict[str, Any] | None = None,
+                    json: Any = None, headers: dict[str, str] | None = None) -> EventStream:
         """Open an event stream; errors before the first byte are raised like `request_json`'s."""
         timeout = (self.settings.connect_timeout, self.settings.stream_read_timeout)
         try:
-            response = self.streams.get(url, params=params, headers=headers, stream=True, timeout=timeout)
+            response = self.streams.request(method, url, params=params, json=json, headers=headers, stream=True,
+                                            timeout=timeout)
         except requests.RequestException as exc:
             raise self._translate(exc) from None
         if response.status_code >= 400:

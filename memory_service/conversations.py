@@ -67,7 +67,7 @@ def _participants(conn: sqlite3.Connection, creator: str, given: list[str] | Non
         if participant not in ids:
             ids.append(participant)
     for participant in ids[1:]:
-        require_user(conn, participant)
+        require_user(conn, participant, what="participant")
     return ids
 
 

@@ -17,11 +17,11 @@ def user_from_row(row: sqlite3.Row) -> dict[str, Any]:
     return {"id": row["id"], "email": row["email"], "name": row["name"], "created_at": row["created_at"]}
 
 
-def require_user(conn: sqlite3.Connection, user_id: str) -> sqlite3.Row:
-    """The user's row, or NotFound when the acting user does not exist."""
+def require_user(conn: sqlite3.Connection, user_id: str, what: str = "user") -> sqlite3.Row:
+    """The user's row, or NotFound when the acting user (or a named participant) does not exist."""
     row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
     if row is None:
-        raise NotFound("user not found")
+        raise NotFound(f"{what} not found")
     return row
 
 

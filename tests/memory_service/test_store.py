@@ -337,7 +337,7 @@ def test_participants_are_creator_first_then_unique(db: Database, world: dict[st
 
 
 def test_unknown_participant_is_not_found_and_nothing_is_stored(db: Database, world: dict[str, str]) -> None:
-    with pytest.raises(NotFound, match="user not found"):
+    with pytest.raises(NotFound, match="participant not found"):
         conversations.create_conversation(db, world["ann"], world["ws"], "T", ["ghost"])
     assert conversations.list_conversations(db, world["ann"], world["ws"], 10, 0)["total"] == 1
 

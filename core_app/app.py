@@ -1,0 +1,39 @@
+"""The Core App: the client-facing API (SPEC §6) and the output stream (SPEC §7)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+from werkzeug.routing import BaseConverter
+
+from common.config import ConfigError, exit_on_config_error
+from common.health import health_blueprint
+from common.webapp import base_app
+from core_app.config import load_config
+from core_app.services import build_services
+from core_app.views import accounts, cognition, messages, workspaces
+
+
+class IdConverter(BaseConverter):
+    """Ids in paths: anything else is simply not a route (404), never a bad argument downstream."""
+
+    regex = r"[A-Za-z0-9_-]{1,64}"
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from the environment, with `config` overriding individual variables."""
+    try:
+        settings = load_config({**os.environ, **(config or {})})
+    except ConfigError as error:
+        exit_on_config_error(error)
+    app = base_app(__name__, service="core", max_body_bytes=settings.max_body_bytes, log_level=settings.log_level)
+    app.url_map.converters["id"] = IdConverter
+    cortex = build_services(settings)
+    app.extensions["cortex"] = cortex
+    for blueprint in (accounts.bp, workspaces.bp, messages.bp, cognition.bp):
+        app.register_blueprint(blueprint)
+    app.register_blueprint(health_blueprint("core", monitor=cortex.monitor))
+    cortex.monitor.start()
+    return app

@@ -1,0 +1,98 @@
+"""Every setting the Core App reads, with its default (mirrored in .env.example)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.config import ConfigError, Env
+from common.transport import ClientSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET_FILE = REPO_ROOT / "var" / "dev-jwt-secret"
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    host: str
+    port: int
+    environment: str
+    distributed: bool
+    memory_url: str
+    cognition_url: str
+    service_token: str | None
+    jwt_secret: str
+    jwt_expires_seconds: int
+    registration_enabled: bool
+    llm_provider: str
+    llm_base_url: str | None
+    llm_api_key: str | None
+    llm_model: str
+    llm_timeout: float
+    heartbeat_seconds: float
+    event_retention: int
+    subscriber_buffer: int
+    health_interval: float
+    max_body_bytes: int
+    log_level: str
+    client: ClientSettings
+    values: Mapping[str, str]
+
+
+def development_secret() -> str:
+    """One generated secret per checkout, shared by every local process through a private file."""
+    try:
+        return DEV_SECRET_FILE.read_text().strip()
+    except FileNotFoundError:
+        pass
+    DEV_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+    candidate = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(DEV_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race; use its secret
+        return DEV_SECRET_FILE.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(candidate)
+    return candidate
+
+
+def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
+    env = Env(values)
+    environment = env.choice("CORTEX_ENV", "development", ("development", "production"))
+    secret = env.str("JWT_SECRET")
+    if secret is None:
+        if environment != "development":
+            raise ConfigError("JWT_SECRET", "is required when CORTEX_ENV is production")
+        secret = development_secret()
+    elif len(secret) < 16:
+        raise ConfigError("JWT_SECRET", "must be at least 16 characters")
+    provider = env.choice("LLM_PROVIDER", "builtin", ("builtin", "openai"))
+    base_url = env.url("LLM_BASE_URL", "https://api.openai.com/v1") if provider == "openai" else None
+    return CoreConfig(
+        host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
+        port=env.int("PORT", 8000, minimum=1, maximum=65535),
+        environment=environment,
+        distributed=env.bool("CORTEX_DISTRIBUTED_MODE", False),
+        memory_url=env.url("MEMORY_SERVICE_URL", "http://localhost:9000"),
+        cognition_url=env.url("COGNITION_SERVICE_URL", "http://localhost:9100"),
+        service_token=env.str("SERVICE_TOKEN"),
+        jwt_secret=secret,
+        jwt_expires_seconds=env.int("JWT_EXPIRES_SECONDS", 86400, minimum=1),
+        registration_enabled=env.bool("REGISTRATION_ENABLED", True),
+        llm_provider=provider,
+        llm_base_url=base_url,
+        llm_api_key=env.str("LLM_API_KEY"),
+        llm_model=env.str("LLM_MODEL", "gpt-4o-mini") or "gpt-4o-mini",
+        llm_timeout=env.float("LLM_TIMEOUT_SECONDS", 60.0, minimum=0.1),
+        heartbeat_seconds=env.float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05),
+        event_retention=env.int("EVENT_RETENTION", 1000, minimum=1),
+        subscriber_buffer=env.int("SUBSCRIBER_BUFFER", 1000, minimum=1),
+        health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
+        max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
+        log_level=env.log_level(),
+        client=ClientSettings.from_env(env),
+        values=env.values,
+    )

@@ -1,0 +1,29 @@
+"""Single-process mode (`CORTEX_DISTRIBUTED_MODE=false`): Memory and Cognition run inside the Core
+process and are reached through the same client and protocol, over an in-process WSGI adapter.
+
+The apps are loaded by name, not imported, so the services still never import each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from werkzeug.utils import import_string
+
+from common.client import ServiceClient
+from common.inprocess import WSGIAdapter
+
+MEMORY_APP = "memory_service.app:create_app"
+COGNITION_APP = "cognition_service.app:create_app"
+
+
+def mount_embedded_services(settings: object, memory: ServiceClient, cognition: ServiceClient) -> None:
+    values: Mapping[str, str] = settings.values  # type: ignore[attr-defined]
+    overrides = {**values, "MEMORY_SERVICE_URL": memory.base_url}
+    memory_app = import_string(MEMORY_APP)(overrides)
+    cognition_app = import_string(COGNITION_APP)(overrides)
+    to_memory = WSGIAdapter(memory_app)
+    memory.transport.mount(memory.base_url + "/", to_memory)
+    cognition.transport.mount(cognition.base_url + "/", WSGIAdapter(cognition_app))
+    # Cognition's own client to Memory must take the in-process route too.
+    cognition_app.extensions["cortex.memory"].transport.mount(memory.base_url + "/", to_memory)

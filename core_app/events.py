@@ -1,0 +1,169 @@
+"""The per-conversation event log behind the output stream (SPEC §7).
+
+`EventLog` is the seam: publish, read-after-id, and subscribe (wait). `InProcessEventLog` keeps the
+last `retention` events of each conversation in memory and fans every event out to every subscriber;
+a Redis-backed log plugs in here for multi-process deployments.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from common.errors import ServiceError
+from common.sse import Event
+
+
+class ReplayWindowExceeded(ServiceError):
+    status, code = 410, "replay_window_exceeded"
+    default_message = "events after that id are no longer retained; reload the history"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    type: str
+    data: dict[str, Any]
+
+    def to_sse(self) -> Event:
+        return Event(self.data, event=self.type, id=self.id)
+
+
+class EventSubscription:
+    """One client's view of a conversation: a bounded buffer the publisher never waits on.
+    A client that falls `buffer_size` events behind is cut off and must resume with Last-Event-ID."""
+
+    def __init__(self, log: InProcessEventLog, conversation_id: str, position: int, backlog: list[StoredEvent],
+                 buffer_size: int) -> None:
+        self.log = log
+        self.conversation_id = conversation_id
+        self.position = position
+        self.buffer: deque[StoredEvent] = deque(backlog)
+        self.buffer_size = buffer_size
+        self.ready = threading.Event()
+        self.ended = False
+        self.overflowed = False
+        if backlog:
+            self.ready.set()
+
+    def offer(self, event: StoredEvent) -> None:
+        if self.ended:
+            return
+        if len(self.buffer) >= self.buffer_size:
+            self.overflowed = True
+            self.end()
+            return
+        self.buffer.append(event)
+        self.ready.set()
+
+    def wait(self, timeout: float) -> list[Event] | None:
+        if not self.buffer and not self.ended:
+            self.ready.wait(timeout)
+        self.ready.clear()
+        events = []
+        while self.buffer:
+            stored = self.buffer.popleft()
+            self.position = stored.id
+            events.append(stored.to_sse())
+        if not events and self.ended:
+            return None
+        return events
+
+    def end(self) -> None:
+        self.ended = True
+        self.ready.set()
+
+    def close(self) -> None:
+        self.ended = True
+        self.log.unsubscribe(self)
+
+
+@dataclass
+class _Conversation:
+    events: deque[StoredEvent]
+    # Highest id that has been dropped from `events`; a client behind it has missed something.
+    trimmed_up_to: int = 0
+    subscribers: set[EventSubscription] = field(default_factory=set)
+
+
+class EventLog(Protocol):
+    def publish(self, conversation_id: str, event_type: str, data: dict[str, Any]) -> StoredEvent: ...
+
+    def read_after(self, conversation_id: str, after_id: int | None) -> list[StoredEvent]: ...
+
+    def subscribe(self, conversation_id: str, after_id: int | None) -> EventSubscription: ...
+
+    def subscriber_count(self, conversation_id: str | None = None) -> int: ...
+
+
+class InProcessEventLog:
+    """Events of this process only. Ids start at the microsecond clock when the log is created, so ids
+    from before a restart are always lower than the new log's first id and are never mistaken for new."""
+
+    def __init__(self, retention: int = 1000, buffer_size: int = 1000, clock: Any = time.time) -> None:
+        self.retention = retention
+        self.buffer_size = buffer_size
+        self.first_id = int(clock() * 1_000_000)
+        self._next_id = self.first_id
+        self._conversations: dict[str, _Conversation] = {}
+        self._lock = threading.Lock()
+
+    def _conversation(self, conversation_id: str) -> _Conversation:
+        conv = self._conversations.get(conversation_id)
+        if conv is None:
+            conv = self._conversations[conversation_id] = _Conversation(deque())
+        return conv
+
+    def publish(self, conversation_id: str, event_type: str, data: dict[str, Any]) -> StoredEvent:
+        with self._lock:
+            event = StoredEvent(self._next_id, event_type, data)
+            self._next_id += 1
+            conv = self._conversation(conversation_id)
+            conv.events.append(event)
+            if len(conv.events) > self.retention:
+                conv.trimmed_up_to = conv.events.popleft().id
+            subscribers = list(conv.subscribers)
+        for sub in subscribers:
+            sub.offer(event)
+        return event
+
+    def _after(self, conv: _Conversation, after_id: int | None) -> list[StoredEvent]:
+        if after_id is None:
+            return []
+        if after_id < self.first_id - 1 or after_id >= self._next_id or after_id < conv.trimmed_up_to:
+            raise ReplayWindowExceeded()
+        return [event for event in conv.events if event.id > after_id]
+
+    def read_after(self, conversation_id: str, after_id: int | None) -> list[StoredEvent]:
+        with self._lock:
+            return self._after(self._conversation(conversation_id), after_id)
+
+    def subscribe(self, conversation_id: str, after_id: int | None) -> EventSubscription:
+        """Register a subscriber; the backlog after `after_id` and the live events that follow are
+        taken under one lock, so there is no gap and no duplicate between them."""
+        with self._lock:
+            conv = self._conversation(conversation_id)
+            backlog = self._after(conv, after_id)
+            if after_id is not None:
+                position = after_id
+            else:
+                position = conv.events[-1].id if conv.events else max(self.first_id - 1, conv.trimmed_up_to)
+            sub = EventSubscription(self, conversation_id, position, backlog, self.buffer_size + len(backlog))
+            conv.subscribers.add(sub)
+            return sub
+
+    def unsubscribe(self, sub: EventSubscription) -> None:
+        with self._lock:
+            conv = self._conversations.get(sub.conversation_id)
+            if conv is not None:
+                conv.subscribers.discard(sub)
+
+    def subscriber_count(self, conversation_id: str | None = None) -> int:
+        with self._lock:
+            if conversation_id is not None:
+                conv = self._conversations.get(conversation_id)
+                return len(conv.subscribers) if conv else 0
+            return sum(len(conv.subscribers) for conv in self._conversations.values())

@@ -1,0 +1,94 @@
+"""Request bodies and query strings of the client API, as pydantic models (unknown fields rejected)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from common.models import Arguments, Id, Limit, Metadata, Offset
+
+Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
+                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=500)]
+Content = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
+Query = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
+
+
+class Register(Arguments):
+    email: Email
+    name: Text100
+    password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
+
+
+class Login(Arguments):
+    email: Email
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Page(Arguments):
+    limit: Limit = 20
+    offset: Offset = 0
+
+
+class WorkspaceIn(Arguments):
+    name: Text100
+    description: Description = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class WorkspaceUpdate(Arguments):
+    name: Text100 | None = None
+    description: Description | None = None
+    metadata: Metadata | None = None
+
+
+class ConversationIn(Arguments):
+    workspace_id: Id
+    topic: Topic
+    participant_ids: Annotated[list[Id], Field(max_length=100)] = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ConversationUpdate(Arguments):
+    topic: Topic | None = None
+    participant_ids: Annotated[list[Id], Field(max_length=100)] | None = None
+    metadata: Metadata | None = None
+
+
+class ConversationQuery(Page):
+    workspace_id: Id
+
+
+class MessageIn(Arguments):
+    content: Content
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class HistoryQuery(Arguments):
+    after_sequence: Annotated[int, Field(ge=0)] = 0
+    limit: Limit = 100
+
+
+class StreamQuery(Arguments):
+    access_token: str | None = None
+    last_event_id: str | None = None
+
+
+class ContextIn(Arguments):
+    query: Query | None = None
+    conversation_id: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class SearchIn(Arguments):
+    query: Query
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+    include_conversations: bool = True
+
+
+class AnalyzeIn(Arguments):
+    conversation_id: Id
+    analysis_type: Literal["summary", "topics", "sentiment", "activity"]

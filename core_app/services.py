@@ -1,0 +1,51 @@
+"""What the Core App builds once at start and keeps on `app.extensions["cortex"]`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from common.client import ServiceClient
+from common.health import DependencyMonitor
+from core_app.config import CoreConfig
+from core_app.embedded import mount_embedded_services
+from core_app.events import EventLog, InProcessEventLog
+from core_app.generators import BuiltinGenerator, Generator, OpenAIGenerator
+from core_app.replies import Replier
+from core_app.tokens import TokenIssuer
+
+
+@dataclass
+class Services:
+    settings: CoreConfig
+    memory: ServiceClient
+    cognition: ServiceClient
+    events: EventLog
+    tokens: TokenIssuer
+    replier: Replier
+    monitor: DependencyMonitor
+
+
+def build_generator(settings: CoreConfig) -> Generator:
+    if settings.llm_provider == "openai":
+        return OpenAIGenerator(settings.llm_base_url or "", settings.llm_api_key, settings.llm_model,
+                               settings.llm_timeout)
+    return BuiltinGenerator()
+
+
+def build_services(settings: CoreConfig) -> Services:
+    memory = ServiceClient("memory", settings.memory_url, token=settings.service_token, settings=settings.client)
+    cognition = ServiceClient("cognition", settings.cognition_url, token=settings.service_token,
+                              settings=settings.client)
+    if not settings.distributed:
+        mount_embedded_services(settings, memory, cognition)
+    events = InProcessEventLog(settings.event_retention, settings.subscriber_buffer)
+    monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
+    replier = Replier(memory, cognition, events, build_generator(settings))
+    tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds)
+    return Services(settings, memory, cognition, events, tokens, replier, monitor)
+
+
+def services() -> Services:
+    return current_app.extensions["cortex"]

@@ -1,0 +1,51 @@
+"""Accounts: register, log in (JSON or form), verify a token."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from common.errors import Forbidden, NotFound, Unauthorized, UnsupportedMediaType
+from common.protocol import parse_arguments, read_json_object
+from core_app.access import current_user
+from core_app.schemas import Login, Register
+from core_app.services import services
+
+bp = Blueprint("accounts", __name__, url_prefix="/v1/auth")
+
+
+@bp.post("/register")
+def register() -> tuple[Response, int]:
+    if not services().settings.registration_enabled:
+        raise Forbidden("registration is turned off on this server")
+    body = parse_arguments(Register, read_json_object())
+    created = services().memory.call_tool("create_user", body.model_dump())
+    return jsonify({"user": created["user"]}), 201
+
+
+def _login_fields() -> dict:
+    # OAuth2-style form logins send `username`; JSON clients send `email`.
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return {"email": request.form.get("username") or request.form.get("email"),
+                "password": request.form.get("password")}
+    if request.mimetype == "application/json":
+        return read_json_object()
+    raise UnsupportedMediaType("log in with a JSON body or an HTML form")
+
+
+@bp.post("/login")
+def login() -> Response:
+    body = parse_arguments(Login, _login_fields())
+    user = services().memory.call_tool("authenticate_user", body.model_dump())["user"]
+    settings = services().settings
+    return jsonify({"access_token": services().tokens.issue(user), "token_type": "bearer",
+                    "expires_in": settings.jwt_expires_seconds, "user": user})
+
+
+@bp.get("/verify")
+def verify() -> Response:
+    user = current_user()
+    try:
+        stored = services().memory.call_tool("get_user", {"user_id": user.user_id})["user"]
+    except NotFound:
+        raise Unauthorized("the user of this token no longer exists") from None
+    return jsonify({"user_id": stored["id"], "email": stored["email"], "name": stored["name"]})

@@ -1,0 +1,70 @@
+"""The input endpoint, the history, and the output stream of a conversation (SPEC §6, §7)."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, jsonify, request
+
+from common.errors import InvalidRequest
+from common.protocol import IDEMPOTENCY_HEADER, parse_arguments, read_json_object
+from common.sse import Event, live_stream, sse_response
+from core_app.access import call, current_user
+from core_app.events import ReplayWindowExceeded
+from core_app.schemas import HistoryQuery, MessageIn
+from core_app.services import services
+
+bp = Blueprint("messages", __name__, url_prefix="/v1/conversation")
+
+RETRY_MS = 3000
+_CLIENT_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+
+
+@bp.post("/<id:conversation_id>/messages")
+def post_message(conversation_id: str) -> tuple[Response, int]:
+    """Store the message in Memory before answering, so a 202 means it is durable; reply later."""
+    user = current_user()
+    body = parse_arguments(MessageIn, read_json_object())
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not _CLIENT_KEY.match(key):
+        raise InvalidRequest("Idempotency-Key must be 8-64 characters of letters, digits, '._:-'")
+    stored = call("memory", "store_input", "conversation",
+                  idempotency_key=f"{user.user_id}:{key}" if key else None,
+                  input_data={"conversation_id": conversation_id, "content": body.content,
+                              "role": "user", "metadata": body.metadata})
+    services().replier.accept(user.user_id, stored["message"])
+    return jsonify({"status": "received", "message": stored["message"]}), 202
+
+
+@bp.get("/<id:conversation_id>/messages")
+def list_messages(conversation_id: str) -> Response:
+    current_user()
+    query = parse_arguments(HistoryQuery, request.args.to_dict())
+    return jsonify(call("memory", "list_messages", "conversation", conversation_id=conversation_id,
+                        **query.model_dump()))
+
+
+def _last_event_id() -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if raw is None or raw.strip() == "":
+        return None
+    if not raw.strip().isdigit() or len(raw.strip()) > 20:
+        raise InvalidRequest("Last-Event-ID must be an event id this server sent")
+    return int(raw.strip())
+
+
+@bp.get("/<id:conversation_id>/messages/stream")
+def stream(conversation_id: str) -> Response:
+    user = current_user(allow_query_token=True)
+    call("memory", "get_conversation", "conversation", conversation_id=conversation_id)
+    log = services().events
+    after = _last_event_id()
+    notices = []
+    try:
+        sub = log.subscribe(conversation_id, after)
+    except ReplayWindowExceeded as exc:
+        sub = log.subscribe(conversation_id, None)
+        notices.append(Event({"code": exc.code, "message": exc.message}, event="error", id=sub.position))
+    connected = Event({"conversation_id": conversation_id, "user_id": user.user_id}, event="connected",
+                      id=sub.position, retry=RETRY_MS)
+    return sse_response(live_stream(sub, services().settings.heartbeat_seconds, first=[connected, *notices]))
