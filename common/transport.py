@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 import sseclient
+import urllib3
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
@@ -136,10 +137,18 @@ class EventStream:
         self.transport = transport
         self.response = response
 
+    def _chunks(self) -> Iterator[bytes]:
+        # Whatever has arrived, not fixed-size blocks: iterating the response waits for 128 bytes at a
+        # time, which holds back a short event on a close-delimited body until more follows.
+        raw = self.response.raw
+        read = raw.read1 if hasattr(raw, "read1") else raw.read
+        while chunk := read(65536):
+            yield chunk
+
     def __iter__(self) -> Iterator[sseclient.Event]:
         try:
-            yield from sseclient.SSEClient(self.response).events()
-        except requests.RequestException as exc:
+            yield from sseclient.SSEClient(self._chunks()).events()
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ServiceUnavailable(f"stream from {self.transport.service} was cut",
                                      {"service": self.transport.service}) from exc
         finally:

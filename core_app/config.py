@@ -67,8 +67,8 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         if environment != "development":
             raise ConfigError("JWT_SECRET", "is required when CORTEX_ENV is production")
         secret = development_secret()
-    elif len(secret) < 16:
-        raise ConfigError("JWT_SECRET", "must be at least 16 characters")
+    elif len(secret) < 32:
+        raise ConfigError("JWT_SECRET", "must be at least 32 characters (HS256 wants a 256-bit key)")
     provider = env.choice("LLM_PROVIDER", "builtin", ("builtin", "openai"))
     base_url = env.url("LLM_BASE_URL", "https://api.openai.com/v1") if provider == "openai" else None
     return CoreConfig(

@@ -125,9 +125,9 @@ class InProcessEventLog:
             conv.events.append(event)
             if len(conv.events) > self.retention:
                 conv.trimmed_up_to = conv.events.popleft().id
-            subscribers = list(conv.subscribers)
-        for sub in subscribers:
-            sub.offer(event)
+            # Handing over inside the lock keeps every subscriber's events in id order; offer never blocks.
+            for sub in conv.subscribers:
+                sub.offer(event)
         return event
 
     def _after(self, conv: _Conversation, after_id: int | None) -> list[StoredEvent]:

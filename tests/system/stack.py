@@ -9,7 +9,7 @@ import requests
 
 from tests.system.harness import ServiceProcess, free_port
 
-JWT_SECRET = "system-test-secret-0123456789"
+JWT_SECRET = "system-test-secret-0123456789-abcdefghij"
 
 
 @dataclass

@@ -1,0 +1,304 @@
+"""The in-process event log behind the output stream (SPEC §7): ids, replay after Last-Event-ID, fan-out,
+the retained window, slow subscribers and shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from core_app.events import EventSubscription, InProcessEventLog, ReplayWindowExceeded
+
+CONV = "c1"
+OTHER = "c2"
+START = 1_700_000_000.0  # a fixed clock for the log's first id
+
+
+def fixed_clock(seconds: float = START):
+    return lambda: seconds
+
+
+def make_log(**kwargs) -> InProcessEventLog:
+    return InProcessEventLog(clock=fixed_clock(), **kwargs)
+
+
+def publish_many(log: InProcessEventLog, count: int, conversation: str = CONV) -> list[int]:
+    return [log.publish(conversation, "message", {"n": n}).id for n in range(count)]
+
+
+def received_ids(sub: EventSubscription, expected: int | None = None, deadline: float = 5.0) -> list[int]:
+    """Everything the subscription has ready; with `expected`, keep waiting (up to a deadline) until
+    that many events have arrived."""
+    ids: list[int] = []
+    give_up = time.monotonic() + deadline
+    while True:
+        events = sub.wait(0.02)
+        if events:
+            ids += [event.id for event in events]
+            continue
+        if events is None or expected is None or len(ids) >= expected or time.monotonic() > give_up:
+            return ids
+
+
+def test_ids_strictly_increase_from_the_clock_based_first_id():
+    log = make_log()
+    ids = [log.publish(conv, "message", {}).id for conv in (CONV, OTHER) * 10]
+
+    assert log.first_id == int(START * 1_000_000)
+    assert ids[0] >= log.first_id
+    assert all(later > earlier for earlier, later in zip(ids, ids[1:], strict=False))
+
+
+def test_a_restarted_log_never_reuses_an_old_id():
+    old = make_log()
+    old_ids = publish_many(old, 50)
+    restarted = InProcessEventLog(clock=fixed_clock(START + 1))
+
+    assert restarted.publish(CONV, "message", {}).id > max(old_ids)
+
+
+def test_subscribing_without_an_id_gets_only_live_events():
+    log = make_log()
+    publish_many(log, 3)
+    sub = log.subscribe(CONV, None)
+
+    assert sub.wait(0) == []
+    live = publish_many(log, 2)
+    assert received_ids(sub, expected=2) == live
+
+
+def test_subscribing_after_an_id_replays_the_rest_then_goes_live():
+    log = make_log()
+    ids = publish_many(log, 5)
+    sub = log.subscribe(CONV, ids[1])
+
+    events = sub.wait(0)
+    assert [event.id for event in events] == ids[2:]
+    assert [event.data for event in events] == [{"n": 2}, {"n": 3}, {"n": 4}]
+    live = publish_many(log, 2)
+    assert received_ids(sub, expected=2) == live
+
+
+@pytest.mark.parametrize(
+    ("after", "replayed"),
+    [
+        ("before-first", slice(0, None)),
+        ("first", slice(1, None)),
+        ("last", slice(0, 0)),
+    ],
+)
+def test_replay_boundaries(after, replayed):
+    log = make_log()
+    ids = publish_many(log, 4)
+    after_id = {"before-first": log.first_id - 1, "first": ids[0], "last": ids[-1]}[after]
+
+    assert received_ids(log.subscribe(CONV, after_id)) == ids[replayed]
+    assert [event.id for event in log.read_after(CONV, after_id)] == ids[replayed]
+
+
+def test_a_fresh_log_accepts_the_id_it_announced_before_any_event():
+    log = make_log()
+    sub = log.subscribe(CONV, None)  # a client told "connected" with this position may resume from it
+
+    resumed = log.subscribe(CONV, sub.position)
+    live = publish_many(log, 1)
+    assert received_ids(resumed, expected=1) == live
+
+
+def test_no_gap_and_no_duplicate_while_several_threads_publish():
+    log = make_log(retention=100_000, buffer_size=100_000)
+    published: list[int] = publish_many(log, 10)
+    stop = threading.Event()
+
+    def publisher(name: str) -> None:
+        count = 0
+        while not (stop.is_set() and count >= 50):
+            published.append(log.publish(CONV, "response.delta", {"by": name, "n": count}).id)
+            count += 1
+
+    threads = [threading.Thread(target=publisher, args=(f"p{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    subscribers = []  # (subscription, the id after which it must see everything)
+    for round_ in range(6):
+        target = len(published) + 100
+        give_up = time.monotonic() + 5
+        while len(published) < target and time.monotonic() < give_up:
+            time.sleep(0.001)  # let the publishers run; the loop condition is what synchronises
+        if round_ % 2:
+            sub = log.subscribe(CONV, None)
+            subscribers.append((sub, sub.position))
+        else:
+            after_id = published[len(published) // 2]  # an id already published, being published around
+            subscribers.append((log.subscribe(CONV, after_id), after_id))
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+    every_id = sorted(published)
+    assert len(set(every_id)) == len(every_id)
+    for sub, after_id in subscribers:
+        got = received_ids(sub)
+        assert len(got) == len(set(got)), "an event was delivered twice"
+        assert sorted(got) == [event_id for event_id in every_id if event_id > after_id], "an event is missing"
+
+
+def test_a_subscriber_receives_events_in_id_order_when_two_threads_publish():
+    log = make_log()
+    sub = log.subscribe(CONV, None)
+    offer = sub.offer
+    first_offered = threading.Event()
+    second_published = threading.Event()
+
+    def preempted_offer(event):
+        # Models the first publisher being descheduled between leaving the lock and handing over.
+        if not first_offered.is_set():
+            first_offered.set()
+            second_published.wait(2)
+        offer(event)
+
+    sub.offer = preempted_offer  # type: ignore[method-assign]
+    first = threading.Thread(target=log.publish, args=(CONV, "response.delta", {"n": 1}))
+    first.start()
+    assert first_offered.wait(5)
+    log.publish(CONV, "response.delta", {"n": 2})
+    second_published.set()
+    first.join(timeout=5)
+
+    ids = received_ids(sub, expected=2)
+    assert ids == sorted(ids)
+
+
+def test_every_subscriber_gets_every_event_and_other_conversations_get_none():
+    log = make_log()
+    mine = [log.subscribe(CONV, None) for _ in range(3)]
+    theirs = log.subscribe(OTHER, None)
+
+    ids = publish_many(log, 4)
+
+    for sub in mine:
+        assert received_ids(sub, expected=4) == ids
+    assert theirs.wait(0) == []
+    assert log.subscriber_count(CONV) == 3
+    assert log.subscriber_count() == 4
+
+
+@pytest.mark.parametrize(
+    ("after_index", "replayed"),
+    [
+        (1, None),  # its successor was dropped from the window
+        (2, slice(3, None)),  # the edge: the last dropped id, everything after it is still retained
+        (3, slice(4, None)),
+        (7, slice(0, 0)),
+    ],
+    ids=["older-than-window", "window-edge", "inside-window", "newest"],
+)
+def test_retention_window(after_index, replayed):
+    log = make_log(retention=5)
+    ids = publish_many(log, 8)  # ids[3:] are retained
+
+    if replayed is None:
+        with pytest.raises(ReplayWindowExceeded) as raised:
+            log.subscribe(CONV, ids[after_index])
+        assert raised.value.code == "replay_window_exceeded"
+        assert raised.value.status == 410
+        with pytest.raises(ReplayWindowExceeded):
+            log.read_after(CONV, ids[after_index])
+    else:
+        assert received_ids(log.subscribe(CONV, ids[after_index])) == ids[replayed]
+
+
+def test_an_id_from_before_a_restart_is_refused():
+    before_restart = make_log()
+    old_ids = publish_many(before_restart, 5)
+    log = InProcessEventLog(clock=fixed_clock(START + 60))
+    publish_many(log, 5)
+
+    for old_id in (old_ids[0], old_ids[-1]):
+        with pytest.raises(ReplayWindowExceeded) as raised:
+            log.subscribe(CONV, old_id)
+        assert raised.value.code == "replay_window_exceeded"
+    assert log.subscriber_count(CONV) == 0
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 10**6])
+def test_an_id_from_the_future_is_refused(ahead):
+    log = make_log()
+    last = publish_many(log, 3)[-1]
+
+    with pytest.raises(ReplayWindowExceeded):
+        log.subscribe(CONV, last + ahead)
+
+
+def test_a_slow_subscriber_is_cut_off_without_holding_up_the_others():
+    log = make_log(buffer_size=3)
+    slow = log.subscribe(CONV, None)  # never reads until the end
+    fast = log.subscribe(CONV, None)
+    ids: list[int] = []
+    fast_got: list[int] = []
+
+    def publish_and_read() -> None:
+        for n in range(20):
+            ids.append(log.publish(CONV, "response.delta", {"n": n}).id)
+            fast_got.extend(received_ids(fast))
+    publisher = threading.Thread(target=publish_and_read)
+    publisher.start()
+    publisher.join(timeout=5)
+    assert not publisher.is_alive(), "publish blocked on a slow subscriber"
+
+    assert fast_got == ids and not fast.overflowed
+    assert slow.overflowed
+    got = received_ids(slow)  # what it had buffered before it was cut off, then the end
+    assert got == ids[:3]
+    assert slow.wait(1) is None
+    # The cut-off client resumes from the last id it received and misses nothing.
+    assert received_ids(log.subscribe(CONV, got[-1])) == ids[3:]
+
+
+def test_close_unsubscribes():
+    log = make_log()
+    subs = [log.subscribe(CONV, None) for _ in range(2)]
+    assert log.subscriber_count(CONV) == 2
+
+    subs[0].close()
+
+    assert log.subscriber_count(CONV) == 1
+    publish_many(log, 1)
+    assert subs[0].wait(0) is None
+    assert len(received_ids(subs[1], expected=1)) == 1
+
+
+def test_wait_returns_an_empty_list_on_timeout_and_none_after_end():
+    log = make_log()
+    sub = log.subscribe(CONV, None)
+
+    assert sub.wait(0.05) == []
+    sub.end()
+    assert sub.wait(0.05) is None
+
+
+def test_end_wakes_a_waiting_subscriber_at_once():
+    log = make_log()
+    sub = log.subscribe(CONV, None)
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(sub.wait(30)))
+    waiter.start()
+
+    sub.end()
+    waiter.join(timeout=5)
+
+    assert not waiter.is_alive()
+    assert results == [None]
+    assert sub.wait(0) is None
+
+
+def test_stored_events_become_sse_events_with_their_id_and_type():
+    log = make_log()
+    sub = log.subscribe(CONV, None)
+    stored = log.publish(CONV, "response.delta", {"response_id": "r1", "delta": "Hi"})
+
+    [event] = sub.wait(1)
+    assert event.encode() == (f"id: {stored.id}\nevent: response.delta\n"
+                              'data: {"response_id":"r1","delta":"Hi"}\n\n').encode()
