@@ -1,0 +1,40 @@
+"""The Cognition Service: context retrieval and conversation analysis, reading through Memory (SPEC §5)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from flask import Flask
+
+from cognition_service.config import load_config
+from cognition_service.memory import MemoryReader
+from cognition_service.resources import build_resources
+from cognition_service.tools import build_tools
+from common.client import ServiceClient
+from common.config import ConfigError, exit_on_config_error
+from common.health import DependencyMonitor, health_blueprint
+from common.protocol import protocol_blueprint
+from common.webapp import base_app
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from the environment, with `config` overriding individual variables."""
+    try:
+        settings = load_config({**os.environ, **(config or {})})
+    except ConfigError as error:
+        exit_on_config_error(error)
+    app = base_app(__name__, service="cognition", max_body_bytes=settings.max_body_bytes,
+                   log_level=settings.log_level)
+    memory = ServiceClient("memory", settings.memory_service_url, token=settings.service_token,
+                           settings=settings.client)
+    monitor = DependencyMonitor({"memory": memory}, settings.health_interval)
+    app.extensions["cortex.settings"] = settings
+    app.extensions["cortex.memory"] = memory
+    app.extensions["cortex.monitor"] = monitor
+    reader = MemoryReader(memory)
+    app.register_blueprint(protocol_blueprint(build_tools(reader), build_resources(reader),
+                                              settings.service_token))
+    app.register_blueprint(health_blueprint("cognition", monitor=monitor))
+    monitor.start()
+    return app

@@ -1,0 +1,39 @@
+"""Every setting the Cognition Service reads, with its default (mirrored in .env.example)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.config import Env
+from common.transport import ClientSettings
+
+DEFAULT_MEMORY_SERVICE_URL = "http://localhost:9000"
+
+
+@dataclass(frozen=True)
+class CognitionConfig:
+    host: str
+    port: int
+    memory_service_url: str
+    service_token: str | None
+    health_interval: float
+    log_level: str
+    max_body_bytes: int
+    client: ClientSettings
+
+
+def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
+    env = Env(values)
+    return CognitionConfig(
+        host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
+        port=env.int("COGNITION_SERVICE_PORT", 9100, minimum=1, maximum=65535),
+        memory_service_url=env.url("MEMORY_SERVICE_URL", DEFAULT_MEMORY_SERVICE_URL),
+        # One shared secret: sent to Memory and required from Cognition's own callers (SPEC §3.6).
+        service_token=env.str("SERVICE_TOKEN"),
+        # 0 turns the background probe off (unit tests); the breaker then learns from calls alone.
+        health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
+        log_level=env.log_level(),
+        max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
+        client=ClientSettings.from_env(env),
+    )
