@@ -13,8 +13,8 @@ import pybreaker
 
 from common.breaker import ConcurrentBreaker
 from common.errors import ServiceError, ServiceUnavailable, ToolError, from_body
-from common.protocol import IDEMPOTENCY_HEADER
-from common.request_ids import HEADER as REQUEST_ID_HEADER
+from common.headers import IDEMPOTENCY_KEY as IDEMPOTENCY_HEADER
+from common.headers import REQUEST_ID as REQUEST_ID_HEADER
 from common.request_ids import current_request_id
 from common.transport import ClientSettings, EventStream, Transport
 

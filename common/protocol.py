@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 
+from common import headers
 from common.auth import require_service_token
 from common.errors import (
     InvalidArguments,
@@ -29,7 +30,7 @@ from common.sse import finite_stream, sse_response
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_HEADER = headers.IDEMPOTENCY_KEY
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 

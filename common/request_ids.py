@@ -8,7 +8,9 @@ import uuid
 
 from flask import Flask, Response, g, has_request_context, request
 
-HEADER = "X-Request-ID"
+from common import headers
+
+HEADER = headers.REQUEST_ID
 _SAFE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

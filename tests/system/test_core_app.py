@@ -95,7 +95,7 @@ def forged_tokens(user_id: str) -> dict[str, str]:
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     return {
         "expired": jwt.encode({**claims, "iat": now - 100, "exp": now - 10}, JWT_SECRET, algorithm="HS256"),
-        "other key": jwt.encode(claims, "another-secret-of-some-length", algorithm="HS256"),
+        "other key": jwt.encode(claims, "another-secret-that-is-long-enough-0123", algorithm="HS256"),
         "alg none": f"{header}.{payload}.",
         "garbage": "not.a.token",
     }
