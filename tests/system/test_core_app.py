@@ -260,3 +260,18 @@ def test_openai_provider_streams_and_survives_a_failing_provider(stack, tmp_path
                 reader.close()
             finally:
                 core.stop()
+
+
+def test_tokens_from_one_core_process_work_on_another(stack, tmp_path):
+    api = new_user(stack)
+    twin = ServiceProcess("core_app.app:create_app()", stack.core.env, tmp_path / "core-twin.log").start()
+    stranger = ServiceProcess("core_app.app:create_app()", {
+        **stack.core.env, "JWT_SECRET": "a-different-secret-for-another-deployment"}, tmp_path / "core-other.log").start()
+    try:
+        verified = requests.get(f"{twin.url}/v1/auth/verify", headers=api.headers, timeout=10)
+        assert verified.status_code == 200 and verified.json()["user_id"] == api.user["id"]
+        refused = requests.get(f"{stranger.url}/v1/auth/verify", headers=api.headers, timeout=10)
+        assert refused.status_code == 401
+    finally:
+        twin.stop()
+        stranger.stop()

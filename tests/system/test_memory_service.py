@@ -11,6 +11,7 @@ from common.client import ServiceClient
 from common.errors import ServiceUnavailable, Unauthorized
 from common.retry import RetryPolicy
 from common.transport import ClientSettings
+from tests.system.harness import wait_until
 
 APP = "memory_service.app:create_app()"
 
@@ -102,13 +103,23 @@ def test_circuit_opens_on_a_dead_service_and_closes_after_it_returns(memory):
         with pytest.raises(ServiceUnavailable):
             client.call_tool("get_user", {"user_id": user_id})
     assert client.circuit == "open"
-    started = time.monotonic()
+    opened_at = started = time.monotonic()
     with pytest.raises(ServiceUnavailable) as refused:
         client.call_tool("get_user", {"user_id": user_id})
     assert time.monotonic() - started < 0.05
     assert "memory" in refused.value.message and refused.value.details["service"] == "memory"
 
     memory.start()
-    time.sleep(1.0)  # the breaker's reset timeout must pass before it allows a trial call
-    assert client.call_tool("get_user", {"user_id": user_id})["user"]["id"] == user_id
+    # Until the reset timeout has passed, the open circuit refuses even though Memory is back.
+    with pytest.raises(ServiceUnavailable):
+        client.call_tool("get_user", {"user_id": user_id})
+
+    def trial_call_succeeds() -> bool:
+        try:
+            return client.call_tool("get_user", {"user_id": user_id})["user"]["id"] == user_id
+        except ServiceUnavailable:
+            return False
+
+    wait_until(trial_call_succeeds, 5, interval=0.1, message="a trial call after the reset timeout")
+    assert time.monotonic() - opened_at >= 1.0
     assert client.circuit == "closed"
