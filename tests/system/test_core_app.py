@@ -265,8 +265,8 @@ def test_openai_provider_streams_and_survives_a_failing_provider(stack, tmp_path
 def test_tokens_from_one_core_process_work_on_another(stack, tmp_path):
     api = new_user(stack)
     twin = ServiceProcess("core_app.app:create_app()", stack.core.env, tmp_path / "core-twin.log").start()
-    stranger = ServiceProcess("core_app.app:create_app()", {
-        **stack.core.env, "JWT_SECRET": "a-different-secret-for-another-deployment"}, tmp_path / "core-other.log").start()
+    other_env = {**stack.core.env, "JWT_SECRET": "a-different-secret-for-another-deployment"}
+    stranger = ServiceProcess("core_app.app:create_app()", other_env, tmp_path / "core-other.log").start()
     try:
         verified = requests.get(f"{twin.url}/v1/auth/verify", headers=api.headers, timeout=10)
         assert verified.status_code == 200 and verified.json()["user_id"] == api.user["id"]
