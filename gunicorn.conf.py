@@ -18,6 +18,8 @@ graceful_timeout = 4
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
+# gunicorn 27's control socket defaults to one path per user, which every service here would share.
+control_socket_disable = True
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 

@@ -41,7 +41,9 @@ class BuiltinGenerator:
     words_per_delta = 3
 
     def compose(self, prompt: Prompt) -> str:
-        quoted = [_snippet(item["content"]) for item in prompt.context[:2] if item.get("content")]
+        # What the user said before is the useful recall; earlier replies only echo it.
+        said = [item for item in prompt.context if item.get("role") == "user"] or prompt.context
+        quoted = [_snippet(item["content"]) for item in said[:2] if item.get("content")]
         if quoted:
             recalled = " ".join(f"“{text}”" for text in quoted)
             return f"You asked: “{_snippet(prompt.message)}”. From your history I recall {recalled}."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -14,6 +15,14 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM the child when the test process dies, so no service outlives a killed run."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -53,7 +62,8 @@ class ServiceProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"), "-b",
              f"127.0.0.1:{self.port}", "--graceful-timeout", "2", self.app],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent)
         log.close()
         if wait:
             self.wait_healthy()

@@ -1,0 +1,172 @@
+"""Every documented way of starting Cortex Core, each driven end to end with scripts/chat.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.system.harness import REPO, die_with_parent, free_port, wait_until
+from tests.system.sse_reader import StreamReader
+
+
+def launch(argv: list[str], env: dict[str, str], log_path) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it
+    proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+    log.close()
+    return proc
+
+
+def healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=1).json().get("status") == "healthy"
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def group_alive(proc: subprocess.Popen) -> bool:
+    """Whether any process of the child's session (gunicorn masters and workers) is still running."""
+    listing = subprocess.run(["ps", "-eo", "sid="], capture_output=True, text=True).stdout.split()
+    return str(proc.pid) in listing
+
+
+def terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> float:
+    started = time.monotonic()
+    os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    wait_until(lambda: not group_alive(proc), 5, message="every child process to exit")
+    return time.monotonic() - started
+
+
+def chat(url: str, *messages: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "scripts/chat.py", "--url", url, "--email", f"chat-{uuid.uuid4().hex[:8]}@example.com",
+            "--password", "password-123", "--register", "--timeout", "20"]
+    for message in messages:
+        argv += ["-m", message]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def assert_conversation_works(url: str) -> None:
+    done = chat(url, "I keep bees in Ghent", "Where do I keep bees?")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "you: I keep bees in Ghent" and lines[1].startswith("assistant: ")
+    assert lines[3].startswith("assistant: ") and "I keep bees in Ghent" in lines[3]
+
+
+def distributed_env(tmp_path) -> dict[str, str]:
+    memory, cognition = free_port(), free_port()
+    return {"MEMORY_SERVICE_PORT": str(memory), "COGNITION_SERVICE_PORT": str(cognition),
+            "MEMORY_SERVICE_URL": f"http://127.0.0.1:{memory}", "COGNITION_SERVICE_URL": f"http://127.0.0.1:{cognition}",
+            "DATABASE_URL": f"sqlite:///{tmp_path}/memory.db", "JWT_SECRET": "run-modes-secret-0123456789abcdefgh",
+            "SSE_HEARTBEAT_SECONDS": "15", "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+
+
+def test_honcho_start_runs_the_stack_and_stops_within_five_seconds(tmp_path):
+    env = distributed_env(tmp_path)
+    web = free_port()
+    # honcho lets a .env file's PORT beat `-p`, so the base port goes in an env file of the test's own.
+    (tmp_path / "test.env").write_text(f"PORT={web}\n")
+    honcho = launch([sys.executable, "-m", "honcho", "-e", str(tmp_path / "test.env"), "start"], env,
+                    tmp_path / "honcho.log")
+    url = f"http://127.0.0.1:{web}"
+    try:
+        wait_until(lambda: healthy(url), 30, interval=0.2, message="honcho's stack to be healthy")
+        assert_conversation_works(url)
+        # An open stream must end cleanly on shutdown rather than hold it up for the graceful timeout.
+        token = requests.post(f"{url}/v1/auth/register", json={"email": "s@example.com", "name": "S",
+                                                              "password": "password-123"}, timeout=5)
+        assert token.status_code == 201
+        login = requests.post(f"{url}/v1/auth/login", json={"email": "s@example.com", "password": "password-123"},
+                              timeout=5).json()
+        headers = {"Authorization": f"Bearer {login['access_token']}"}
+        ws = requests.post(f"{url}/v1/workspace", json={"name": "W"}, headers=headers, timeout=5).json()["workspace"]
+        conv = requests.post(f"{url}/v1/conversation", json={"workspace_id": ws["id"], "topic": "T"},
+                             headers=headers, timeout=5).json()["conversation"]
+        reader = StreamReader(f"{url}/v1/conversation/{conv['id']}/messages/stream", token=login["access_token"])
+        reader.wait_for("connected")
+    finally:
+        elapsed = terminate(honcho, signal.SIGINT)
+    assert elapsed < 5.0, elapsed
+    # A clean end of stream (the chunked terminator), not a cut connection.
+    assert reader.ended.wait(5) and reader.error is None, reader.error
+
+
+def test_run_distributed_starts_waits_and_stops(tmp_path):
+    env = {**distributed_env(tmp_path), "PORT": str(free_port())}
+    runner = launch([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log")
+    url = f"http://127.0.0.1:{env['PORT']}"
+    try:
+        wait_until(lambda: "Cortex Core is up" in (tmp_path / "run.log").read_text(), 45, interval=0.2,
+                   message="run_distributed to report the stack up")
+        log = (tmp_path / "run.log").read_text()
+        assert url in log and env["MEMORY_SERVICE_URL"] in log
+        assert_conversation_works(url)
+        assert "memory    | " in (tmp_path / "run.log").read_text()
+    finally:
+        terminate(runner, signal.SIGINT)
+    assert runner.returncode == 0
+
+
+def test_run_distributed_names_the_process_that_fails(tmp_path):
+    env = {**distributed_env(tmp_path), "PORT": str(free_port()), "DATABASE_URL": "postgres://nowhere/db"}
+    runner = launch([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log")
+    assert runner.wait(30) == 1
+    log = (tmp_path / "run.log").read_text()
+    assert "memory failed to start" in log and "DATABASE_URL" in log
+    wait_until(lambda: not group_alive(runner), 5, message="nothing left behind")
+
+
+def test_single_process_core_runs_everything(tmp_path):
+    port = free_port()
+    env = {"PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path}/one.db", "CORTEX_DISTRIBUTED_MODE": "",
+           "JWT_SECRET": "single-process-secret-0123456789abcd"}
+    core = launch([sys.executable, "-m", "core_app"], env, tmp_path / "core.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(url), 30, interval=0.2, message="the single process to be healthy")
+        assert_conversation_works(url)
+    finally:
+        terminate(core)
+
+
+def test_manual_launch_of_each_service(tmp_path):
+    env = distributed_env(tmp_path)
+    core_port = free_port()
+    procs = [launch([sys.executable, "-m", "memory_service"], env, tmp_path / "memory.log"),
+             launch([sys.executable, "-m", "cognition_service"], env, tmp_path / "cognition.log"),
+             launch([sys.executable, "-m", "core_app"], {**env, "CORTEX_DISTRIBUTED_MODE": "true",
+                                                         "PORT": str(core_port)}, tmp_path / "core.log")]
+    url = f"http://127.0.0.1:{core_port}"
+    try:
+        wait_until(lambda: healthy(url), 30, interval=0.2, message="the manually launched stack")
+        assert_conversation_works(url)
+    finally:
+        for proc in procs:
+            terminate(proc)
+
+
+@pytest.mark.parametrize("module,env,variable", [
+    ("core_app", {"LLM_PROVIDER": "telepathy"}, "LLM_PROVIDER"),
+    ("core_app", {"PORT": "eighty"}, "PORT"),
+    ("core_app", {"CORTEX_ENV": "production", "JWT_SECRET": ""}, "JWT_SECRET"),
+    ("memory_service", {"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+    ("cognition_service", {"MEMORY_SERVICE_URL": "not a url"}, "MEMORY_SERVICE_URL"),
+])
+def test_bad_configuration_stops_with_one_line(module, env, variable):
+    done = subprocess.run([sys.executable, "-m", module], cwd=REPO, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in done.stderr, done.stderr
