@@ -21,7 +21,9 @@ def mount_embedded_services(settings: object, memory: ServiceClient, cognition: 
     values: Mapping[str, str] = settings.values  # type: ignore[attr-defined]
     overrides = {**values, "MEMORY_SERVICE_URL": memory.base_url}
     memory_app = import_string(MEMORY_APP)(overrides)
-    cognition_app = import_string(COGNITION_APP)(overrides)
+    # Cognition's own health monitor would probe Memory before the in-process route below is mounted,
+    # find nothing listening and open its circuit; in one process Memory cannot be down on its own.
+    cognition_app = import_string(COGNITION_APP)({**overrides, "HEALTH_INTERVAL_SECONDS": "0"})
     to_memory = WSGIAdapter(memory_app)
     memory.transport.mount(memory.base_url + "/", to_memory)
     cognition.transport.mount(cognition.base_url + "/", WSGIAdapter(cognition_app))

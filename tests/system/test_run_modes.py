@@ -136,6 +136,15 @@ def test_single_process_core_runs_everything(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: healthy(url), 30, interval=0.2, message="the single process to be healthy")
+        # Straight after start, Cognition must already reach Memory in-process (no network, no open circuit).
+        email = f"early-{uuid.uuid4().hex[:8]}@example.com"
+        requests.post(f"{url}/v1/auth/register", json={"email": email, "name": "E", "password": "password-123"},
+                      timeout=10)
+        login = requests.post(f"{url}/v1/auth/login", json={"email": email, "password": "password-123"}, timeout=10)
+        search = requests.post(f"{url}/v1/search", json={"query": "anything"}, timeout=10,
+                               headers={"Authorization": f"Bearer {login.json()['access_token']}"})
+        assert search.status_code == 200, search.text
+        assert "Retrying" not in (tmp_path / "core.log").read_text()
         assert_conversation_works(url)
     finally:
         terminate(core)
