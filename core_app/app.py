@@ -10,6 +10,7 @@ from werkzeug.routing import BaseConverter
 
 from common.config import ConfigError, exit_on_config_error
 from common.health import health_blueprint
+from common.stats import stats_blueprint
 from common.webapp import base_app
 from core_app.config import load_config
 from core_app.services import build_services
@@ -35,5 +36,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     for blueprint in (accounts.bp, workspaces.bp, messages.bp, cognition.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(health_blueprint("core", monitor=cortex.monitor))
+    if settings.debug_stats:
+        app.register_blueprint(stats_blueprint(lambda: {"subscribers": cortex.events.subscriber_count()}))
     cortex.monitor.start()
     return app

@@ -38,6 +38,7 @@ class CoreConfig:
     health_interval: float
     max_body_bytes: int
     log_level: str
+    debug_stats: bool
     client: ClientSettings
     values: Mapping[str, str]
 
@@ -93,6 +94,7 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         log_level=env.log_level(),
+        debug_stats=env.bool("DEBUG_STATS", False),
         client=ClientSettings.from_env(env),
         values=env.values,
     )
