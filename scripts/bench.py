@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Cortex Core benchmarks: starts the services itself (gunicorn + gevent, as the Procfile does), runs each
+scenario, prints a table against the targets, writes bench-results.json and draws docs/bench.png.
+
+    python scripts/bench.py            # the full run, a few minutes
+    python scripts/bench.py --quick    # reduced counts, under a minute
+    python scripts/bench.py --only breaker,throughput
+
+Every load loop is bounded in count and time and talks to 127.0.0.1 only.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from benchkit import chart, micro, services, streams  # noqa: E402
+from benchkit.procs import raise_file_limit  # noqa: E402
+from benchkit.results import Result  # noqa: E402
+
+FULL = {"rounds": 3, "seconds": 4.0, "idle": 1000, "latency_samples": 150, "streams": 10_000, "broadcasts": 3,
+        "history": 6000, "queries": 300, "failfast": 300, "ttft": 25}
+QUICK = {"rounds": 1, "seconds": 2.0, "idle": 300, "latency_samples": 40, "streams": 1000, "broadcasts": 1,
+         "history": 1000, "queries": 60, "failfast": 60, "ttft": 6}
+
+
+def scenarios(p: dict, work: Path) -> dict:
+    return {
+        "breaker": lambda: micro.breaker_concurrency(p["rounds"] * 3),
+        "throughput": lambda: micro.tool_throughput(work, p["rounds"], p["seconds"]),
+        "latency": lambda: streams.input_to_stream(work, p["idle"], p["latency_samples"]),
+        "capacity": lambda: streams.stream_capacity(work, p["streams"], p["broadcasts"]),
+        "context": lambda: services.context_retrieval(work, p["history"], p["queries"]),
+        "failfast": lambda: services.fail_fast(work, p["failfast"]),
+        "ttft": lambda: streams.time_to_first_token(work, p["ttft"]),
+    }
+
+
+def machine_line() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} "
+            f"{platform.release()}; load generator on the same machine")
+
+
+def table(results: list[Result]) -> str:
+    rows = [("scenario", "figure", "value", "target", "pass")]
+    for r in results:
+        value = f"{r.value:,.0f} {r.unit}" if r.unit == "streams" else f"{r.value:,.2f} {r.unit}"
+        rows.append((r.scenario, r.figure, value, r.target, "PASS" if r.ok else "FAIL"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run the Cortex Core benchmarks.")
+    parser.add_argument("--quick", action="store_true", help="reduced counts; under a minute")
+    parser.add_argument("--only", help="comma-separated scenarios: " + ", ".join(scenarios(FULL, Path("."))))
+    parser.add_argument("--output", default="bench-results.json")
+    parser.add_argument("--chart", default=str(HERE.parent / "docs" / "bench.png"))
+    args = parser.parse_args()
+    params = QUICK if args.quick else FULL
+    limit = raise_file_limit(params["streams"] * 2 + 2000)
+    if limit < params["streams"] * 2 + 200:
+        params = {**params, "streams": max(100, (limit - 400) // 2)}
+    results: list[Result] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cortex-bench-") as tmp:
+        table_of = scenarios(params, Path(tmp))
+        chosen = args.only.split(",") if args.only else list(table_of)
+        for index, name in enumerate(chosen, start=1):
+            print(f"[{index}/{len(chosen)}] {name} ...", flush=True)
+            began = time.monotonic()
+            try:
+                found = table_of[name]()
+            except Exception as exc:  # noqa: BLE001 - one broken scenario must not hide the others
+                found = [Result(name, "scenario failed", float("nan"), "", "-", False, note=repr(exc)[:300])]
+            for result in found:
+                print(f"    {result.figure}: {result.value:,.2f} {result.unit} (target {result.target}) "
+                      f"{'PASS' if result.ok else 'FAIL'} {result.note}", flush=True)
+            print(f"    ({time.monotonic() - began:.1f} s)", flush=True)
+            results += found
+    machine = machine_line()
+    print(f"\n{machine}\n{'quick' if args.quick else 'full'} run in {time.monotonic() - started:.0f} s\n")
+    print(table(results))
+    Path(args.output).write_text(json.dumps({"machine": machine, "quick": args.quick, "params": params,
+                                             "results": [r.as_dict() for r in results]}, indent=1))
+    chart.draw(results, Path(args.chart), machine)
+    print(f"\nwrote {args.output} and {args.chart}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pieces of scripts/bench.py: processes, a light HTTP/SSE client, the scenarios, the chart."""

@@ -1,0 +1,162 @@
+"""Scenarios on the output stream: input-to-stream latency, stream capacity, time to first token."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import gevent
+from gevent.pywsgi import WSGIServer
+
+from benchkit.results import Result, median
+from benchkit.stack import Stack, User, content_of
+from benchkit.wire import Connection, EventStream, percentile, post_json
+
+
+def _open_streams(port: int, path: str, count: int, on_event=None) -> list[EventStream]:  # type: ignore[no-untyped-def]
+    streams = []
+    for start in range(0, count, 500):  # in batches, so the listen backlog never overflows
+        batch = [EventStream(port, path, on_event) for _ in range(min(500, count - start))]
+        for stream in batch:
+            gevent.spawn(stream.run)
+        streams += batch
+        deadline = time.monotonic() + 60
+        while not all(s.connected for s in batch) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+    return streams
+
+
+def input_to_stream(log_dir: Path, idle: int, samples: int) -> list[Result]:
+    stack = Stack(log_dir, "latency").start()
+    try:
+        user = User(stack.core.url)
+        idle_streams = _open_streams(stack.core.port, user.stream_path(user.conversation()), idle)
+        conv = user.conversation()
+        seen: dict[str, float] = {}
+        own = _open_streams(stack.core.port, user.stream_path(conv), 1,
+                            lambda now, kind, data: kind == "message" and seen.setdefault(content_of(data), now))
+        poster = Connection(stack.core.port)
+        latencies = []
+        for i in range(samples):
+            marker = f"latency probe {i} {uuid.uuid4().hex[:6]}"
+            started = time.monotonic()
+            status, _ = poster.request(post_json(user.message_path(conv), {"content": marker},
+                                                 {"Authorization": f"Bearer {user.token}"}))
+            deadline = time.monotonic() + 5
+            while marker not in seen and time.monotonic() < deadline:
+                gevent.sleep(0.0005)
+            if status == 202 and marker in seen:
+                latencies.append((seen[marker] - started) * 1000)
+            gevent.sleep(0.05)
+        for stream in idle_streams + own:
+            stream.close()
+    finally:
+        stack.stop()
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    note = f"{len(latencies)}/{samples} samples, {idle} idle streams"
+    return [Result("input → stream latency", "p50", p50, "ms", "≤ 15 ms", p50 <= 15, samples=latencies, note=note),
+            Result("input → stream latency", "p99", p99, "ms", "≤ 50 ms", p99 <= 50, samples=latencies, note=note)]
+
+
+def stream_capacity(log_dir: Path, count: int, broadcasts: int) -> list[Result]:
+    stack = Stack(log_dir, "capacity").start()
+    try:
+        user = User(stack.core.url)
+        conv = user.conversation()
+        before = stack.core.rss_kib()
+        received: dict[str, list[float]] = {}
+
+        def on_event(now: float, kind: str, data: str) -> None:
+            if kind == "message":
+                received.setdefault(content_of(data), []).append(now)
+
+        streams = _open_streams(stack.core.port, user.stream_path(conv), count, on_event)
+        held = sum(1 for s in streams if s.connected)
+        gevent.sleep(1)
+        per_stream = (stack.core.rss_kib() - before) / max(1, held)
+        p99s, all_latencies = [], []
+        poster = Connection(stack.core.port)
+        for i in range(broadcasts):
+            marker = f"broadcast {i}"
+            started = time.monotonic()
+            poster.request(post_json(user.message_path(conv), {"content": marker},
+                                     {"Authorization": f"Bearer {user.token}"}))
+            deadline = time.monotonic() + 20
+            while len(received.get(marker, [])) < held and time.monotonic() < deadline:
+                gevent.sleep(0.01)
+            latencies = [(t - started) * 1000 for t in received.get(marker, [])]
+            all_latencies += latencies
+            p99s.append(percentile(latencies, 0.99) if len(latencies) == held else float("inf"))
+            gevent.sleep(2)  # let the reply's events drain before the next broadcast
+        for stream in streams:
+            stream.close()
+    finally:
+        stack.stop()
+    p99 = median(p99s)
+    return [
+        Result("stream capacity", "streams held by one Core process", held, "streams", f"{count:,} held",
+               held >= count),
+        Result("stream capacity", "memory per idle stream", per_stream, "KiB", "≤ 30 KiB", per_stream <= 30),
+        Result("stream capacity", "one event to every stream, p99", p99, "ms", "≤ 500 ms", p99 <= 500, p99s,
+               samples=all_latencies, note=f"{broadcasts} broadcasts to {held} streams"),
+    ]
+
+
+def _fake_llm(tokens: int, gap: float):  # type: ignore[no-untyped-def]
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+
+        def body():  # type: ignore[no-untyped-def]
+            for i in range(tokens):
+                chunk = {"choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+                gevent.sleep(gap)
+            yield b"data: [DONE]\n\n"
+        return body()
+    return app
+
+
+def time_to_first_token(log_dir: Path, samples: int) -> list[Result]:
+    llm = WSGIServer(("127.0.0.1", 0), _fake_llm(20, 0.02), log=None)
+    llm.start()
+    stack = Stack(log_dir, "ttft", {"LLM_PROVIDER": "openai", "LLM_API_KEY": "bench",
+                                    "LLM_BASE_URL": f"http://127.0.0.1:{llm.server_port}/v1"}).start()
+    try:
+        user = User(stack.core.url)
+        conv = user.conversation()
+        first: dict[str, float] = {}
+        done: set[str] = set()
+
+        def on_event(now: float, kind: str, data: str) -> None:
+            payload = json.loads(data)
+            if kind == "response.delta":
+                first.setdefault(payload["response_id"], now)
+            elif kind in ("response.completed", "error"):
+                done.add(payload.get("response_id", ""))
+
+        _open_streams(stack.core.port, user.stream_path(conv), 1, on_event)
+        poster = Connection(stack.core.port)
+        latencies = []
+        for i in range(samples):
+            known = set(first)
+            started = time.monotonic()
+            poster.request(post_json(user.message_path(conv), {"content": f"question {i}"},
+                                     {"Authorization": f"Bearer {user.token}"}))
+            deadline = time.monotonic() + 10
+            while not (set(first) - known) and time.monotonic() < deadline:
+                gevent.sleep(0.0005)
+            new = set(first) - known
+            if new:
+                response_id = new.pop()
+                latencies.append((first[response_id] - started) * 1000)
+                while response_id not in done and time.monotonic() < deadline:
+                    gevent.sleep(0.01)
+    finally:
+        stack.stop()
+        llm.stop()
+    p50 = percentile(latencies, 0.5)
+    return [Result("time to first token", "POST → first response.delta, median", p50, "ms", "≤ 60 ms", p50 <= 60,
+                   samples=latencies, note=f"20 tokens 20 ms apart; p99 {percentile(latencies, 0.99):.1f} ms")]
