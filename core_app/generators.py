@@ -30,9 +30,12 @@ class Generator(Protocol):
     def stream(self, prompt: Prompt) -> Iterator[str]: ...
 
 
-def _snippet(text: str, words: int = 24) -> str:
+def _snippet(text: str, words: int = 24, chars: int = 200) -> str:
     parts = text.split()
-    return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+    snippet = " ".join(parts[:words])
+    if len(snippet) > chars:
+        return snippet[:chars] + "…"
+    return snippet + (" …" if len(parts) > words else "")
 
 
 class BuiltinGenerator:

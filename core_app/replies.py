@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 CONTEXT_LIMIT = 5
 HISTORY_TURNS = 20
+MAX_CONTENT = 32_000
 
 
 @dataclass
@@ -57,8 +58,10 @@ class Replier:
             for delta in self.generator.stream(prompt):
                 parts.append(delta)
                 publish("response.delta", {"response_id": response_id, "delta": delta})
+            # A message holds at most MAX_CONTENT characters; a longer reply is stored cut at that length.
+            content = "".join(parts)[:MAX_CONTENT] or "…"
             stored = self.memory.call_tool("store_input", {"user_id": user_id, "input_data": {
-                "conversation_id": conversation_id, "content": "".join(parts) or "…", "role": "assistant",
+                "conversation_id": conversation_id, "content": content, "role": "assistant",
                 "metadata": {"response_id": response_id, "in_reply_to": message["id"]}}},
                 idempotency_key=f"reply-{response_id}")
             publish("response.completed", {"response_id": response_id, "message": stored["message"]})

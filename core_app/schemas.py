@@ -63,7 +63,8 @@ class ConversationQuery(Page):
 
 
 class MessageIn(Arguments):
-    content: Content
+    # Whitespace alone is not a message anyone can answer; it is refused rather than stored.
+    content: Annotated[Content, Field(pattern=r"\S")]
     metadata: Metadata = Field(default_factory=dict)
 
 

@@ -18,6 +18,8 @@ bp = Blueprint("messages", __name__, url_prefix="/v1/conversation")
 
 RETRY_MS = 3000
 _CLIENT_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+# ASCII digits only: str.isdigit() also accepts '²' and other digits that int() refuses or misreads.
+_EVENT_ID = re.compile(r"^[0-9]{1,20}$")
 
 
 @bp.post("/<id:conversation_id>/messages")
@@ -48,7 +50,7 @@ def _last_event_id() -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
     if raw is None or raw.strip() == "":
         return None
-    if not raw.strip().isdigit() or len(raw.strip()) > 20:
+    if not _EVENT_ID.match(raw.strip()):
         raise InvalidRequest("Last-Event-ID must be an event id this server sent")
     return int(raw.strip())
 

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from core_app.app import create_app
 
-JWT_SECRET = "core-api-tests-secret-0123456789abcdef"
+JWT_SECRET = "core-api-tests-secret-" + "0123456789abcdef" * 3  # 64+ bytes: fine for HS512 too
 PASSWORD = "correct horse battery"
 
 T = TypeVar("T")
@@ -197,6 +197,10 @@ def parse_frame(raw: str) -> Frame:
     return Frame(**fields)
 
 
+class StreamEnded(AssertionError):
+    """The server closed the stream (a test that did not expect it fails with this)."""
+
+
 class EventReader:
     """Reads frames off a streamed test-client response. Heartbeats arrive every 0.2 s, so every read
     returns promptly and the deadline is checked between them."""
@@ -214,7 +218,7 @@ class EventReader:
                 raise AssertionError(f"no complete SSE frame within {timeout} s")
             chunk = next(self._chunks, None)
             if chunk is None:
-                raise AssertionError("the stream ended")
+                raise StreamEnded("the server ended the stream")
             if self.first_chunk is None:
                 self.first_chunk = chunk
             self._buffer += chunk
@@ -237,6 +241,16 @@ class EventReader:
             event = self.event(max(0.0, deadline - time.monotonic()))
             events.append(event)
             if done(event):
+                return events
+
+    def rest(self, timeout: float = 5.0) -> list[Frame]:
+        """Every event until the server ends the stream."""
+        deadline = time.monotonic() + timeout
+        events = []
+        while True:
+            try:
+                events.append(self.event(max(0.0, deadline - time.monotonic())))
+            except StreamEnded:
                 return events
 
     def heartbeat(self, timeout: float = 2.0) -> Frame:
