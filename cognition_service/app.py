@@ -14,6 +14,7 @@ from cognition_service.tools import build_tools
 from common.client import ServiceClient
 from common.config import ConfigError, exit_on_config_error
 from common.health import DependencyMonitor, health_blueprint
+from common.mcp import mcp_blueprint
 from common.protocol import protocol_blueprint
 from common.webapp import base_app
 
@@ -33,8 +34,10 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.extensions["cortex.memory"] = memory
     app.extensions["cortex.monitor"] = monitor
     reader = MemoryReader(memory)
-    app.register_blueprint(protocol_blueprint(build_tools(reader), build_resources(reader),
-                                              settings.service_token))
+    tools, resources = build_tools(reader), build_resources(reader)
+    app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
+    app.register_blueprint(mcp_blueprint("cognition", tools, resources, settings.service_token,
+                                         settings.mcp_allowed_origins))
     app.register_blueprint(health_blueprint("cognition", monitor=monitor))
     monitor.start()
     return app

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.config import Env
+from common.mcp_origins import parse_allowed_origins
 from common.transport import ClientSettings
 
 DEFAULT_MEMORY_SERVICE_URL = "http://localhost:9000"
@@ -21,6 +22,7 @@ class CognitionConfig:
     log_level: str
     max_body_bytes: int
     client: ClientSettings
+    mcp_allowed_origins: tuple[str, ...]
 
 
 def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
@@ -36,4 +38,5 @@ def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
         log_level=env.log_level(),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         client=ClientSettings.from_env(env),
+        mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
     )

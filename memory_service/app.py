@@ -9,6 +9,7 @@ from flask import Flask
 
 from common.config import ConfigError, exit_on_config_error
 from common.health import health_blueprint
+from common.mcp import mcp_blueprint
 from common.protocol import protocol_blueprint
 from common.webapp import base_app
 from memory_service.config import load_config
@@ -28,6 +29,9 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     db = Database(settings.database_path, pool_size=settings.db_pool_size)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.db"] = db
-    app.register_blueprint(protocol_blueprint(build_tools(db), build_resources(db), settings.service_token))
+    tools, resources = build_tools(db), build_resources(db)
+    app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
+    app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
+                                         settings.mcp_allowed_origins))
     app.register_blueprint(health_blueprint("memory", self_check=db.ping))
     return app

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.config import ConfigError, Env
+from common.mcp_origins import parse_allowed_origins
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///var/cortex-memory.db"
@@ -21,6 +22,7 @@ class MemoryConfig:
     log_level: str
     max_body_bytes: int
     db_pool_size: int
+    mcp_allowed_origins: tuple[str, ...]
 
 
 def sqlite_path(url: str) -> str:
@@ -44,4 +46,5 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         log_level=env.log_level(),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
+        mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
     )
