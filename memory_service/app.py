@@ -26,7 +26,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         exit_on_config_error(error)
     app = base_app(__name__, service="memory", max_body_bytes=settings.max_body_bytes,
                    log_level=settings.log_level)
-    db = Database(settings.database_path, pool_size=settings.db_pool_size)
+    db = Database(settings.database_path, pool_size=settings.db_pool_size,
+                  synchronous=settings.sqlite_synchronous)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.db"] = db
     tools, resources = build_tools(db), build_resources(db)

@@ -22,6 +22,7 @@ class MemoryConfig:
     log_level: str
     max_body_bytes: int
     db_pool_size: int
+    sqlite_synchronous: str
     mcp_allowed_origins: tuple[str, ...]
 
 
@@ -46,5 +47,6 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         log_level=env.log_level(),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
+        sqlite_synchronous=env.choice("SQLITE_SYNCHRONOUS", "normal", ("normal", "full")),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
     )

@@ -135,7 +135,7 @@ def list_conversations(
 
 def get_conversation(db: Database, user_id: str, conversation_id: str) -> dict[str, Any]:
     """The conversation, for the workspace owner or a participant."""
-    row = db.read(lambda conn: load_conversation(conn, user_id, conversation_id))
+    row = db.lookup(lambda conn: load_conversation(conn, user_id, conversation_id))
     return {"conversation": conversation_from_row(row)}
 
 

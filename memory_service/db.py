@@ -103,14 +103,18 @@ def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Con
 class Database:
     """A pool of SQLite connections to one database file, with short read and write transactions."""
 
-    def __init__(self, path: str, pool_size: int = 8) -> None:
+    def __init__(self, path: str, pool_size: int = 8, synchronous: str = "normal") -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        if synchronous not in ("normal", "full"):
+            raise ValueError("synchronous must be normal or full")
         self.path = path
+        self._synchronous = synchronous.upper()
         self._pool_size = pool_size
         # LIFO keeps the few hot connections in use and lets idle ones stay idle.
         self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue(maxsize=pool_size)
         self._lock = threading.Lock()
+        self._writer = threading.Lock()
         self._created = 0
         self._closed = False
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +126,7 @@ class Database:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
         return conn
 
     @staticmethod
@@ -191,12 +196,28 @@ class Database:
         """Run `fn(conn)` in one read transaction, so its queries see a single consistent snapshot."""
         return self._run(lambda conn: _transaction(conn, "BEGIN", fn, commit=False))
 
+    def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Like `read`, but on the calling greenlet: for a few rows fetched by key. In WAL mode a reader
+        never waits for a writer, so such a read takes microseconds, less than the threadpool round trip
+        it would otherwise pay. Anything that scans (search, lists, history) must use `read`."""
+        conn = self._acquire()
+        try:
+            return _transaction(conn, "BEGIN", fn, commit=False)
+        finally:
+            self._release(conn)
+
     def write(self, fn: Callable[[sqlite3.Connection], T], *, idempotency: IdempotencyKey | None = None) -> T:
         """Run `fn(conn)` in one BEGIN IMMEDIATE transaction, rolled back if it raises.
 
         With an idempotency key, a completed request with the same key replays its stored result without
         calling `fn`; the same key for a different tool or arguments is a Conflict.
         """
+        # One writer at a time queues here, cheaply, instead of in SQLite's busy handler, which sleeps
+        # in millisecond steps while another connection holds the write lock.
+        with self._writer:
+            return self._write(fn, idempotency)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T], idempotency: IdempotencyKey | None) -> T:
         if idempotency is None:
             return self._run(lambda conn: _transaction(conn, "BEGIN IMMEDIATE", fn, commit=True))
         key = idempotency

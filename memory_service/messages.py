@@ -71,7 +71,9 @@ def store_input(
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (message_id, conversation_id, user_id, role, content, metadata_json, sequence, now),
         )
-        message = message_from_row(_load(conn, message_id))
+        message = {"id": message_id, "conversation_id": conversation_id, "sender_id": user_id, "role": role,
+                   "content": content, "metadata": json.loads(metadata_json), "sequence": sequence,
+                   "created_at": now}
         return {"status": "stored", "user_id": user_id, "item_id": message_id, "sequence": sequence,
                 "message": message}
 
@@ -80,7 +82,7 @@ def store_input(
 
 def get_message(db: Database, user_id: str, message_id: str) -> dict[str, Any]:
     """The message, for anyone who may read its conversation."""
-    return db.read(lambda conn: {"message": message_from_row(_load_for(conn, user_id, message_id))})
+    return db.lookup(lambda conn: {"message": message_from_row(_load_for(conn, user_id, message_id))})
 
 
 def update_message(

@@ -68,4 +68,4 @@ def authenticate_user(db: Database, email: str, password: str) -> dict[str, Any]
 
 def get_user(db: Database, user_id: str) -> dict[str, Any]:
     """The user with this id, or NotFound."""
-    return {"user": user_from_row(db.read(lambda conn: require_user(conn, user_id)))}
+    return {"user": user_from_row(db.lookup(lambda conn: require_user(conn, user_id)))}
