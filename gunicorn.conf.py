@@ -6,7 +6,8 @@ The bind address comes from the command line (`-b`), set per service by the Proc
 
 import os
 
-worker_class = "gevent"
+# gunicorn's gevent worker, but with its own refusals (414, 431, bad HTTP) in the JSON error shape.
+worker_class = "common.gunicorn_worker.JsonErrorGeventWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 # Each open SSE stream holds one greenlet slot for its whole life; leave room for ordinary calls.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "12000"))

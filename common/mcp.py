@@ -9,7 +9,6 @@ any worker serves any request, and `GET`/`DELETE` (the session stream and sessio
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +17,8 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from common.auth import require_service_token
-from common.errors import Unauthorized
+from common.body import parse_json, read_body
+from common.errors import PayloadTooLarge, Unauthorized
 from common.mcp_eras import (
     BATCH_VERSION,
     MODERN_VERSIONS,
@@ -105,8 +105,8 @@ def mcp_blueprint(service: str, tools: Sequence[Tool], resources: Sequence[Resou
         if request.mimetype != "application/json":
             return refusal(415, "unsupported_media_type", "send the body as application/json")
         try:
-            raw = json.loads(request.get_data(cache=False))
-        except RequestEntityTooLarge:
+            raw = parse_json(read_body())
+        except (RequestEntityTooLarge, PayloadTooLarge):
             return refusal(413, "payload_too_large", "request body is too large")
         except (ValueError, RecursionError):
             return rpc_error(RpcError(PARSE_ERROR, "Parse error: the body is not valid JSON"), None, modern=False)

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_METADATA_DEPTH = 32
 
 # Ids are uuid4 strings here, but any short slug-like id is accepted; anything else is a bad argument.
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Limit = Annotated[int, Field(ge=1, le=1000)]
 Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
-Metadata = Annotated[dict, Field(max_length=100)]
+
+
+def _plain_json(value: Any, depth: int = 1) -> Any:
+    """Metadata is stored and sent back as JSON: refuse what could not make that trip (deep nesting
+    that serialisers give up on)."""
+    if depth > MAX_METADATA_DEPTH:
+        raise ValueError(f"metadata may be nested at most {MAX_METADATA_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for item in value.values():
+            _plain_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _plain_json(item, depth + 1)
+    return value
+
+
+Metadata = Annotated[dict, Field(max_length=100), AfterValidator(_plain_json)]
+# Whitespace and control characters (NUL included) have no place in an address.
+Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
+                                         pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")]
 
 
 class Arguments(BaseModel):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from common import headers
 from common.auth import require_service_token
+from common.body import parse_json, read_body
 from common.errors import (
     InvalidArguments,
     InvalidRequest,
@@ -95,9 +95,9 @@ def read_json_object() -> dict:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
     try:
-        body = json.loads(request.get_data(cache=False))
+        body = parse_json(read_body())
     except (ValueError, RecursionError):
-        raise InvalidRequest("request body is not valid JSON") from None
+        raise InvalidRequest("request body is not valid JSON (or not valid Unicode text)") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     return body

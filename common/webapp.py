@@ -11,6 +11,8 @@ from common.request_ids import configure_logging, install_request_ids
 def base_app(import_name: str, *, service: str, max_body_bytes: int, log_level: str) -> Flask:
     app = Flask(import_name)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    # A `//` in a path would otherwise be a 308 redirect to the merged path, not an answer in our shape.
+    app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
     configure_logging(log_level, service)
     install_request_ids(app)

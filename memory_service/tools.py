@@ -8,13 +8,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from common.models import Arguments, Id, Limit, Metadata, Offset
+from common.models import Arguments, Email, Id, Limit, Metadata, Offset
 from common.protocol import CallContext, Tool
 from memory_service import conversations, messages, search, users, workspaces
 from memory_service.db import Database, IdempotencyKey
 
-Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
-                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

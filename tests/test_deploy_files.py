@@ -64,7 +64,12 @@ def test_procfile_runs_each_service_under_gunicorn_gevent_on_its_port():
 def test_gunicorn_config_suits_long_streams():
     namespace: dict = {}
     exec(compile((REPO / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
-    assert namespace["worker_class"] == "gevent"
+    assert namespace["worker_class"] == "common.gunicorn_worker.JsonErrorGeventWorker"
+    from gunicorn.workers.ggevent import GeventWorker
+
+    from common.gunicorn_worker import JsonErrorGeventWorker
+
+    assert issubclass(JsonErrorGeventWorker, GeventWorker)
     assert namespace["graceful_timeout"] < 5  # honcho kills 5 s after SIGTERM
     assert namespace["worker_connections"] >= 10_000
     assert "preload_app" not in namespace or namespace["preload_app"] is False
