@@ -19,11 +19,34 @@ STATE_NAMES = {pybreaker.STATE_CLOSED: "closed", pybreaker.STATE_OPEN: "open",
 
 
 class ConcurrentBreaker(pybreaker.CircuitBreaker):
-    """A breaker whose calls run concurrently. While half-open, calls that overlap the trial all run:
-    the first outcome decides the state, which is what pybreaker's own storage allows anyway."""
+    """A breaker whose calls run concurrently. Once the reset timeout has passed, exactly one call is
+    let through as the trial; until it ends, the others still fail at once, as while open."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trial_running = False
+
+    def _reset_due(self) -> bool:
+        opened_at = self._state_storage.opened_at
+        return opened_at is None or datetime.now(UTC) >= opened_at + timedelta(seconds=self.reset_timeout)
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self.state.call(func, *args, **kwargs)
+        with self._lock:
+            state = self.current_state
+            trial = state == pybreaker.STATE_HALF_OPEN or (state == pybreaker.STATE_OPEN and self._reset_due())
+            if trial:
+                if self._trial_running:
+                    raise pybreaker.CircuitBreakerError("a trial call is in progress; circuit still open")
+                self._trial_running = True
+                if state == pybreaker.STATE_OPEN:
+                    self.half_open()
+        try:
+            # The lock is not held here: calls in the closed state run side by side.
+            return self.state.call(func, *args, **kwargs)
+        finally:
+            if trial:
+                with self._lock:
+                    self._trial_running = False
 
     @property
     def circuit(self) -> str:
@@ -37,8 +60,5 @@ class ConcurrentBreaker(pybreaker.CircuitBreaker):
 
     def recover_if_due(self) -> None:
         """Close the circuit after a successful health probe, once the reset timeout has passed."""
-        if self.current_state == pybreaker.STATE_CLOSED:
-            return
-        opened_at = self._state_storage.opened_at
-        if opened_at is None or datetime.now(UTC) >= opened_at + timedelta(seconds=self.reset_timeout):
+        if self.current_state != pybreaker.STATE_CLOSED and self._reset_due():
             self.close()

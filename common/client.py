@@ -100,7 +100,7 @@ class ServiceClient:
 
     def health(self) -> dict:
         """The service's own health report, bypassing the breaker (the monitor feeds it instead)."""
-        return self.transport.request_json("GET", f"{self.base_url}/health", headers=self._headers())
+        return self.transport.request_json("GET", f"{self.base_url}/health", headers=self._headers(), probe=True)
 
     @property
     def circuit(self) -> str:

@@ -85,7 +85,8 @@ def health_blueprint(service: str, monitor: DependencyMonitor | None = None,
         dependencies = monitor.report() if monitor else {}
         if self_check is not None and not self_check():
             status, code = "unhealthy", 503
-        elif all(dep["status"] == "up" for dep in dependencies.values()):
+        # While a circuit is still open, calls through it fail: not healthy yet, even if the probe is good.
+        elif all(dep["status"] == "up" and dep["circuit"] == "closed" for dep in dependencies.values()):
             status, code = "healthy", 200
         else:
             status, code = "degraded", 200

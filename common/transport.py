@@ -32,6 +32,7 @@ class ClientSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     fail_max: int = 5
     reset_timeout: float = 10.0
+    probe_timeout: float = 2.0
 
     @classmethod
     def from_env(cls, env: Env) -> ClientSettings:
@@ -71,24 +72,33 @@ class Transport:
         self.streams = requests.Session()
         for prefix in ("http://", "https://"):
             self.streams.mount(prefix, HTTPAdapter(pool_maxsize=settings.pool_size, max_retries=retry))
+        self.probes = requests.Session()
+        for prefix in ("http://", "https://"):
+            self.probes.mount(prefix, HTTPAdapter(pool_maxsize=2, max_retries=0))
 
     def mount(self, prefix: str, adapter: BaseAdapter) -> None:
         """Route `prefix` through another adapter (the in-process mode serves a WSGI app this way)."""
         self.session.mount(prefix, adapter)
         self.streams.mount(prefix, adapter)
+        self.probes.mount(prefix, adapter)
 
     def _translate(self, exc: requests.RequestException) -> ServiceError:
         if _is_read_timeout(exc):
-            return ServiceTimeout(f"{self.service} did not answer within {self.settings.read_timeout:g} s")
+            return ServiceTimeout(f"{self.service} did not answer in time", {"service": self.service})
         return ServiceUnavailable(f"{self.service} is unreachable", {"service": self.service})
 
-    def request_json(self, method: str, url: str, *, json: Any = None,
-                     headers: dict[str, str] | None = None) -> Any:
+    def request_json(self, method: str, url: str, *, json: Any = None, headers: dict[str, str] | None = None,
+                     probe: bool = False) -> Any:
         """Send one request and return the decoded JSON body of a 2xx answer; raise the remote
-        error otherwise, rebuilt from its body."""
-        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        error otherwise, rebuilt from its body. A `probe` (health check) is tried once, with a short
+        read timeout, so a frozen service is noticed in seconds rather than after every retry."""
+        if probe:
+            session, timeout = self.probes, (self.settings.connect_timeout,
+                                             min(self.settings.read_timeout, self.settings.probe_timeout))
+        else:
+            session, timeout = self.session, (self.settings.connect_timeout, self.settings.read_timeout)
         try:
-            response = self.session.request(method, url, json=json, headers=headers, timeout=timeout)
+            response = session.request(method, url, json=json, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             log.debug("%s %s failed: %s", method, url, exc)
             raise self._translate(exc) from None
@@ -103,6 +113,10 @@ class Transport:
 
     def _remote_error(self, status: int, body: Any) -> ServiceError:
         error = from_body(status, body)
+        if error.code == "bad_response" and status in (502, 503, 504):
+            # Not our error shape: a proxy or load balancer in front of the service answered for it.
+            cls = ServiceTimeout if status == 504 else ServiceUnavailable
+            return cls(f"{self.service} is unavailable (HTTP {status} from in front of it)", {"service": self.service})
         if isinstance(error, ServiceUnavailable | ServiceTimeout) and "service" not in error.details:
             error.details["service"] = self.service
         return error
@@ -128,6 +142,7 @@ class Transport:
     def close(self) -> None:
         self.session.close()
         self.streams.close()
+        self.probes.close()
 
 
 class EventStream:

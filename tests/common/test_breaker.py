@@ -233,3 +233,30 @@ def test_calls_through_one_breaker_run_concurrently():
     serialised = run_concurrently(pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30))
     assert concurrent < 1.0
     assert serialised >= 1.5  # pybreaker holds its lock across the call: 20 x 0.1 s one after another
+
+
+def test_only_one_trial_call_runs_after_the_reset_timeout():
+    """Once the reset timeout has passed, one caller runs the trial; the others still fail at once."""
+    breaker = ConcurrentBreaker(fail_max=1, reset_timeout=60)
+    breaker.open()
+    breaker._state_storage.opened_at = datetime.now(UTC) - timedelta(seconds=61)
+    started, release = threading.Event(), threading.Event()
+    outcomes: list[str] = []
+
+    def trial() -> str:
+        started.set()
+        release.wait(5)
+        return "trial"
+
+    runner = threading.Thread(target=lambda: outcomes.append(breaker.call(trial)))
+    runner.start()
+    assert started.wait(5)
+    began = time.monotonic()
+    for _ in range(5):
+        with pytest.raises(pybreaker.CircuitBreakerError):
+            breaker.call(lambda: "should not run")
+    assert time.monotonic() - began < 0.5
+    release.set()
+    runner.join(5)
+    assert outcomes == ["trial"] and breaker.circuit == "closed"
+    assert breaker.call(lambda: "after") == "after"

@@ -173,14 +173,23 @@ def test_remote_500_with_unknown_code_keeps_it(mock, client):
 
 @pytest.mark.parametrize(
     ("status", "body"),
-    [(502, b"<html>Bad Gateway</html>"), (200, b"not json"), (200, b'{"no_result": 1}'), (200, b"[1, 2]")],
-    ids=["html-502", "text-200", "no-result", "list"],
+    [(200, b"not json"), (200, b'{"no_result": 1}'), (200, b"[1, 2]"), (500, b"<html>oops</html>")],
+    ids=["text-200", "no-result", "list", "html-500"],
 )
 def test_malformed_answers_are_bad_response(mock, client, status, body):
     mock.post(TOOL_URL, status=status, body=body, content_type="application/json")
     with pytest.raises(ToolError) as excinfo:
         client.call_tool("store_message", {})
     assert (excinfo.value.status, excinfo.value.code) == (502, "bad_response")
+
+
+@pytest.mark.parametrize(("status", "expected"), [(502, ServiceUnavailable), (503, ServiceUnavailable),
+                                                  (504, ServiceTimeout)])
+def test_a_gateway_page_in_front_of_the_service_names_the_service(mock, client, status, expected):
+    mock.post(TOOL_URL, status=status, body=b"<html>Bad Gateway</html>", content_type="text/html")
+    with pytest.raises(expected) as excinfo:
+        client.call_tool("store_message", {})
+    assert excinfo.value.details["service"] == "memory" and "memory" in excinfo.value.message
 
 
 def test_remote_503_after_retries_names_the_service(mock, client):
