@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,7 @@ class Transport:
         self.streams = requests.Session()
         for prefix in ("http://", "https://"):
             self.streams.mount(prefix, HTTPAdapter(pool_maxsize=settings.pool_size, max_retries=retry))
+        self._slots = threading.BoundedSemaphore(settings.pool_size)
         self.probes = requests.Session()
         for prefix in ("http://", "https://"):
             self.probes.mount(prefix, HTTPAdapter(pool_maxsize=2, max_retries=0))
@@ -97,11 +99,19 @@ class Transport:
                                              min(self.settings.read_timeout, self.settings.probe_timeout))
         else:
             session, timeout = self.session, (self.settings.connect_timeout, self.settings.read_timeout)
+            # requests gives urllib3 no pool timeout, so a call would wait for a pooled connection
+            # forever once every one is held by a slow service; this wait is bounded instead.
+            if not self._slots.acquire(timeout=self.settings.connect_timeout):
+                raise ServiceUnavailable(f"{self.service} is busy: all {self.settings.pool_size} connections "
+                                         "are waiting on it", {"service": self.service})
         try:
             response = session.request(method, url, json=json, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
             log.debug("%s %s failed: %s", method, url, exc)
             raise self._translate(exc) from None
+        finally:
+            if not probe:
+                self._slots.release()
         with response:
             try:
                 body = response.json()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,18 +47,23 @@ class EventSubscription:
         self.ready = threading.Event()
         self.ended = False
         self.overflowed = False
+        # Called once when the buffer overflows: the stream's writer may be stuck on a client that reads
+        # nothing, so ending the subscription alone would never reach it (the view cuts the socket).
+        self.on_overflow: Callable[[], None] | None = None
         if backlog:
             self.ready.set()
 
-    def offer(self, event: StoredEvent) -> None:
+    def offer(self, event: StoredEvent) -> bool:
+        """Queue the event; False when this subscriber is ended (now, by overflowing, or before)."""
         if self.ended:
-            return
+            return False
         if len(self.buffer) >= self.buffer_size:
             self.overflowed = True
             self.end()
-            return
+            return False
         self.buffer.append(event)
         self.ready.set()
+        return True
 
     def wait(self, timeout: float) -> list[Event] | None:
         if not self.buffer and not self.ended:
@@ -126,8 +132,11 @@ class InProcessEventLog:
             if len(conv.events) > self.retention:
                 conv.trimmed_up_to = conv.events.popleft().id
             # Handing over inside the lock keeps every subscriber's events in id order; offer never blocks.
-            for sub in conv.subscribers:
-                sub.offer(event)
+            dropped = [sub for sub in conv.subscribers if not sub.offer(event)]
+            conv.subscribers.difference_update(dropped)
+        for sub in dropped:
+            if sub.overflowed and sub.on_overflow is not None:
+                sub.on_overflow()
         return event
 
     def _after(self, conv: _Conversation, after_id: int | None) -> list[StoredEvent]:

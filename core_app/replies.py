@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class Replier:
             for delta in self.generator.stream(prompt):
                 parts.append(delta)
                 publish("response.delta", {"response_id": response_id, "delta": delta})
+                # Let the streams write between deltas (a yield to the hub under gevent), so a fast
+                # generator's burst does not pile up in every subscriber's buffer at once.
+                time.sleep(0)
             # A message holds at most MAX_CONTENT characters; a longer reply is stored cut at that length.
             content = "".join(parts)[:MAX_CONTENT] or "…"
             stored = self.memory.call_tool("store_input", {"user_id": user_id, "input_data": {

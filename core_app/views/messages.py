@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -55,6 +56,15 @@ def _last_event_id() -> int | None:
     return int(raw.strip())
 
 
+def _cut(client_socket: socket.socket) -> None:
+    """Shut the connection of a client too far behind to catch up: its writer may be blocked on a full
+    socket buffer forever, and only a failed write lets the stream end and release it."""
+    try:
+        client_socket.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 @bp.get("/<id:conversation_id>/messages/stream")
 def stream(conversation_id: str) -> Response:
     user = current_user(allow_query_token=True)
@@ -67,6 +77,9 @@ def stream(conversation_id: str) -> Response:
     except ReplayWindowExceeded as exc:
         sub = log.subscribe(conversation_id, None)
         notices.append(Event({"code": exc.code, "message": exc.message}, event="error", id=sub.position))
+    client_socket = request.environ.get("gunicorn.socket")
+    if client_socket is not None:
+        sub.on_overflow = lambda: _cut(client_socket)
     connected = Event({"conversation_id": conversation_id, "user_id": user.user_id}, event="connected",
                       id=sub.position, retry=RETRY_MS)
     return sse_response(live_stream(sub, services().settings.heartbeat_seconds, first=[connected, *notices]))
