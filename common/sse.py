@@ -50,6 +50,12 @@ class Event:
         return ("\n".join(lines) + "\n\n").encode("utf-8")
 
 
+class Encodable(Protocol):
+    """Anything that knows its own wire bytes: an `Event`, or an event encoded once for many streams."""
+
+    def encode(self) -> bytes: ...
+
+
 def sse_response(chunks: Iterable[bytes], status: int = 200) -> Response:
     """Wrap encoded chunks in a streaming response with the headers proxies and browsers need."""
     return Response(chunks, status=status, mimetype="text/event-stream", headers=HEADERS)
@@ -76,7 +82,7 @@ def finite_stream(items: Iterable[dict]) -> Iterator[bytes]:
 class Subscription(Protocol):
     """A live source of events for one client."""
 
-    def wait(self, timeout: float) -> list[Event] | None:
+    def wait(self, timeout: float) -> list[Encodable] | None:
         """Events ready within `timeout` (maybe none); None once the subscription has ended."""
 
     def close(self) -> None:
@@ -116,7 +122,7 @@ class _LiveRegistry:
 LIVE = _LiveRegistry()
 
 
-def live_stream(sub: Subscription, heartbeat_seconds: float, first: Iterable[Event] = ()) -> Iterator[bytes]:
+def live_stream(sub: Subscription, heartbeat_seconds: float, first: Iterable[Encodable] = ()) -> Iterator[bytes]:
     """Relay `sub` until it ends or the client goes away; heartbeats also reveal a vanished client."""
     LIVE.add(sub)
     try:

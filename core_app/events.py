@@ -28,9 +28,31 @@ class StoredEvent:
     id: int
     type: str
     data: dict[str, Any]
+    # Encoded once when published, not once per subscriber: with thousands of streams on a conversation
+    # the JSON encoding would otherwise dominate a broadcast.
+    wire: bytes = b""
 
-    def to_sse(self) -> Event:
-        return Event(self.data, event=self.type, id=self.id)
+    @classmethod
+    def create(cls, event_id: int, event_type: str, data: dict[str, Any]) -> StoredEvent:
+        return cls(event_id, event_type, data, Event(data, event=event_type, id=event_id).encode())
+
+    def encode(self) -> bytes:
+        return self.wire
+
+
+class Bell:
+    """One wake-up shared by every subscriber of a conversation. Ringing it once wakes them all; setting
+    an event per subscriber cost a scheduled callback each, which dominated a broadcast to thousands."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def current(self) -> threading.Event:
+        return self._event
+
+    def ring(self) -> None:
+        rung, self._event = self._event, threading.Event()
+        rung.set()
 
 
 class EventSubscription:
@@ -38,49 +60,54 @@ class EventSubscription:
     A client that falls `buffer_size` events behind is cut off and must resume with Last-Event-ID."""
 
     def __init__(self, log: InProcessEventLog, conversation_id: str, position: int, backlog: list[StoredEvent],
-                 buffer_size: int) -> None:
+                 buffer_size: int, bell: Bell | None = None) -> None:
         self.log = log
         self.conversation_id = conversation_id
         self.position = position
         self.buffer: deque[StoredEvent] = deque(backlog)
         self.buffer_size = buffer_size
-        self.ready = threading.Event()
+        self.bell = bell or Bell()
         self.ended = False
         self.overflowed = False
         # Called once when the buffer overflows: the stream's writer may be stuck on a client that reads
         # nothing, so ending the subscription alone would never reach it (the view cuts the socket).
         self.on_overflow: Callable[[], None] | None = None
-        if backlog:
-            self.ready.set()
 
     def offer(self, event: StoredEvent) -> bool:
-        """Queue the event; False when this subscriber is ended (now, by overflowing, or before)."""
+        """Queue the event (the publisher rings the bell afterwards); False when this subscriber is ended
+        (now, by overflowing, or before)."""
         if self.ended:
             return False
         if len(self.buffer) >= self.buffer_size:
             self.overflowed = True
-            self.end()
+            self.ended = True
             return False
         self.buffer.append(event)
-        self.ready.set()
         return True
 
-    def wait(self, timeout: float) -> list[Event] | None:
-        if not self.buffer and not self.ended:
-            self.ready.wait(timeout)
-        self.ready.clear()
+    def wait(self, timeout: float) -> list[StoredEvent] | None:
+        deadline = time.monotonic() + timeout
+        while not self.buffer and not self.ended:
+            # Take the bell before looking at the buffer: an event queued after the look rings this bell.
+            bell = self.bell.current()
+            if self.buffer or self.ended:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            bell.wait(remaining)
         events = []
         while self.buffer:
             stored = self.buffer.popleft()
             self.position = stored.id
-            events.append(stored.to_sse())
+            events.append(stored)
         if not events and self.ended:
             return None
         return events
 
     def end(self) -> None:
         self.ended = True
-        self.ready.set()
+        self.bell.ring()
 
     def close(self) -> None:
         self.ended = True
@@ -93,6 +120,7 @@ class _Conversation:
     # Highest id that has been dropped from `events`; a client behind it has missed something.
     trimmed_up_to: int = 0
     subscribers: set[EventSubscription] = field(default_factory=set)
+    bell: Bell = field(default_factory=Bell)
 
 
 class EventLog(Protocol):
@@ -125,7 +153,7 @@ class InProcessEventLog:
 
     def publish(self, conversation_id: str, event_type: str, data: dict[str, Any]) -> StoredEvent:
         with self._lock:
-            event = StoredEvent(self._next_id, event_type, data)
+            event = StoredEvent.create(self._next_id, event_type, data)
             self._next_id += 1
             conv = self._conversation(conversation_id)
             conv.events.append(event)
@@ -134,6 +162,7 @@ class InProcessEventLog:
             # Handing over inside the lock keeps every subscriber's events in id order; offer never blocks.
             dropped = [sub for sub in conv.subscribers if not sub.offer(event)]
             conv.subscribers.difference_update(dropped)
+            conv.bell.ring()
         for sub in dropped:
             if sub.overflowed and sub.on_overflow is not None:
                 sub.on_overflow()
@@ -160,7 +189,8 @@ class InProcessEventLog:
                 position = after_id
             else:
                 position = conv.events[-1].id if conv.events else max(self.first_id - 1, conv.trimmed_up_to)
-            sub = EventSubscription(self, conversation_id, position, backlog, self.buffer_size + len(backlog))
+            sub = EventSubscription(self, conversation_id, position, backlog, self.buffer_size + len(backlog),
+                                    conv.bell)
             conv.subscribers.add(sub)
             return sub
 

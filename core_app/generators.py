@@ -83,7 +83,8 @@ class OpenAIGenerator:
         # Nothing is generated before the headers arrive, so retrying the opening is safe.
         settings = ClientSettings(read_timeout=timeout, stream_read_timeout=timeout, pool_size=100,
                                   retry=RetryPolicy(attempts=1, max_elapsed=2.0))
-        self.transport = Transport("llm", settings)
+        # An outside endpoint: honour HTTPS_PROXY and friends from the environment.
+        self.transport = Transport("llm", settings, trust_env=True)
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         headers = {"Accept": "text/event-stream"}

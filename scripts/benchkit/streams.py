@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -15,10 +16,11 @@ from benchkit.stack import Stack, User, content_of
 from benchkit.wire import Connection, EventStream, percentile, post_json
 
 
-def _open_streams(port: int, path: str, count: int, on_event=None) -> list[EventStream]:  # type: ignore[no-untyped-def]
+def _open_streams(port: int, path: str, count: int, on_event=None, factory=None) -> list[EventStream]:  # type: ignore[no-untyped-def]
     streams = []
+    make = factory or (lambda: EventStream(port, path, on_event))
     for start in range(0, count, 500):  # in batches, so the listen backlog never overflows
-        batch = [EventStream(port, path, on_event) for _ in range(min(500, count - start))]
+        batch = [make() for _ in range(min(500, count - start))]
         for stream in batch:
             gevent.spawn(stream.run)
         streams += batch
@@ -60,6 +62,41 @@ def input_to_stream(log_dir: Path, idle: int, samples: int) -> list[Result]:
             Result("input → stream latency", "p99", p99, "ms", "≤ 50 ms", p99 <= 50, samples=latencies, note=note)]
 
 
+class MarkerStream(EventStream):
+    """A subscriber that only notes when a broadcast marker's bytes arrive: with ten thousand streams in
+    one load-generator process, parsing every event would make the client, not the server, the limit."""
+
+    def __init__(self, port: int, path: str, received: dict[str, list[float]]) -> None:
+        super().__init__(port, path)
+        self.received = received
+
+    def run(self) -> None:
+        tail = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return
+                now = time.monotonic()
+                if not self.connected and b"event: connected" in chunk:
+                    self.connected = True
+                window = tail + chunk
+                for marker in _MARKER.findall(window):
+                    # A marker split across two reads is seen in the overlap; count it once per stream.
+                    key = marker.decode()
+                    seen = self.received.setdefault(key, [])
+                    if id(self) not in _seen_by.setdefault(key, set()):
+                        _seen_by[key].add(id(self))
+                        seen.append(now)
+                tail = window[-64:]
+        except OSError:
+            return
+
+
+_MARKER = re.compile(rb"broadcast-\d+-[0-9a-f]{6}")
+_seen_by: dict[str, set[int]] = {}
+
+
 def stream_capacity(log_dir: Path, count: int, broadcasts: int) -> list[Result]:
     stack = Stack(log_dir, "capacity").start()
     try:
@@ -67,19 +104,15 @@ def stream_capacity(log_dir: Path, count: int, broadcasts: int) -> list[Result]:
         conv = user.conversation()
         before = stack.core.rss_kib()
         received: dict[str, list[float]] = {}
-
-        def on_event(now: float, kind: str, data: str) -> None:
-            if kind == "message":
-                received.setdefault(content_of(data), []).append(now)
-
-        streams = _open_streams(stack.core.port, user.stream_path(conv), count, on_event)
+        streams = _open_streams(stack.core.port, user.stream_path(conv), count,
+                                factory=lambda: MarkerStream(stack.core.port, user.stream_path(conv), received))
         held = sum(1 for s in streams if s.connected)
         gevent.sleep(1)
         per_stream = (stack.core.rss_kib() - before) / max(1, held)
         p99s, all_latencies = [], []
         poster = Connection(stack.core.port)
         for i in range(broadcasts):
-            marker = f"broadcast {i}"
+            marker = f"broadcast-{i}-{uuid.uuid4().hex[:6]}"
             started = time.monotonic()
             poster.request(post_json(user.message_path(conv), {"content": marker},
                                      {"Authorization": f"Bearer {user.token}"}))
