@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,7 +96,10 @@ class EventSubscription:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            bell.wait(remaining)
+            # A timer per wait and per subscriber was a quarter of a broadcast's cost, so a deadline
+            # further off than the log's ticker interval waits without one: the ticker rings every
+            # bell each `tick` seconds and the deadline is noticed then.
+            bell.wait(remaining if remaining < self.log.tick else None)
         events = []
         while self.buffer:
             stored = self.buffer.popleft()
@@ -137,13 +141,40 @@ class InProcessEventLog:
     """Events of this process only. Ids start at the microsecond clock when the log is created, so ids
     from before a restart are always lower than the new log's first id and are never mistaken for new."""
 
-    def __init__(self, retention: int = 1000, buffer_size: int = 1000, clock: Any = time.time) -> None:
+    def __init__(self, retention: int = 1000, buffer_size: int = 1000, clock: Any = time.time,
+                 tick: float = 0.5) -> None:
         self.retention = retention
         self.buffer_size = buffer_size
+        self.tick = tick
         self.first_id = int(clock() * 1_000_000)
         self._next_id = self.first_id
         self._conversations: dict[str, _Conversation] = {}
         self._lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+
+    def _start_ticker(self) -> None:
+        """Ring every bell each `tick` seconds so waiting subscribers notice their heartbeat deadline.
+        The thread (a greenlet under gevent) holds the log only weakly and ends with it."""
+        ref = weakref.ref(self)
+
+        def run() -> None:
+            while True:
+                log = ref()
+                if log is None:
+                    return
+                tick = log.tick
+                log._ring_all()
+                del log
+                time.sleep(tick)
+
+        self._ticker = threading.Thread(target=run, name="event-log-ticker", daemon=True)
+        self._ticker.start()
+
+    def _ring_all(self) -> None:
+        with self._lock:
+            bells = [conv.bell for conv in self._conversations.values() if conv.subscribers]
+        for bell in bells:
+            bell.ring()
 
     def _conversation(self, conversation_id: str) -> _Conversation:
         conv = self._conversations.get(conversation_id)
@@ -162,6 +193,8 @@ class InProcessEventLog:
             # Handing over inside the lock keeps every subscriber's events in id order; offer never blocks.
             dropped = [sub for sub in conv.subscribers if not sub.offer(event)]
             conv.subscribers.difference_update(dropped)
+            for sub in dropped:
+                sub.ended = True
             conv.bell.ring()
         for sub in dropped:
             if sub.overflowed and sub.on_overflow is not None:
@@ -192,6 +225,8 @@ class InProcessEventLog:
             sub = EventSubscription(self, conversation_id, position, backlog, self.buffer_size + len(backlog),
                                     conv.bell)
             conv.subscribers.add(sub)
+            if self._ticker is None:
+                self._start_ticker()
             return sub
 
     def unsubscribe(self, sub: EventSubscription) -> None:

@@ -157,7 +157,7 @@ def test_a_subscriber_receives_events_in_id_order_when_two_threads_publish():
         if not first_offered.is_set():
             first_offered.set()
             second_published.wait(2)
-        offer(event)
+        return offer(event)
 
     sub.offer = preempted_offer  # type: ignore[method-assign]
     first = threading.Thread(target=log.publish, args=(CONV, "response.delta", {"n": 1}))
