@@ -38,14 +38,18 @@ def load_conversation(
 
     Raises NotFound for a missing user or conversation and Forbidden for a user without access.
     """
-    require_user(conn, user_id)
+    # One statement checks the acting user and loads the conversation: this runs on every message read
+    # and write, so the second round trip to SQLite is worth saving.
     row = conn.execute(
-        "SELECT c.*, w.owner_id AS owner_id FROM conversations c JOIN workspaces w ON w.id = c.workspace_id"
-        " WHERE c.id = ?",
-        (conversation_id,),
+        "SELECT c.*, w.owner_id AS owner_id, EXISTS(SELECT 1 FROM users WHERE id = ?) AS user_exists"
+        " FROM conversations c JOIN workspaces w ON w.id = c.workspace_id WHERE c.id = ?",
+        (user_id, conversation_id),
     ).fetchone()
     if row is None:
+        require_user(conn, user_id)
         raise NotFound("conversation not found")
+    if not row["user_exists"]:
+        raise NotFound("user not found")
     if row["owner_id"] == user_id:
         return row
     if owner_only:

@@ -41,8 +41,11 @@ def _load(conn: sqlite3.Connection, message_id: str) -> sqlite3.Row:
 def _load_for(
     conn: sqlite3.Connection, user_id: str, message_id: str, *, modify: bool = False
 ) -> sqlite3.Row:
-    require_user(conn, user_id)
-    row = _load(conn, message_id)
+    try:
+        row = _load(conn, message_id)
+    except NotFound:
+        require_user(conn, user_id)  # an unknown acting user is reported before an unknown message
+        raise
     conversation = load_conversation(conn, user_id, row["conversation_id"])
     if modify and user_id not in (row["sender_id"], conversation["owner_id"]):
         raise Forbidden("only the sender or the workspace owner may change this message")

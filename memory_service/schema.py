@@ -46,8 +46,9 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF content ON mess
     INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.seq_global, old.content);
     INSERT INTO messages_fts(rowid, content) VALUES (new.seq_global, new.content);
 END;
+-- WITHOUT ROWID: looked up and inserted by its random key on every mutating call, so one B-tree, not two.
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY, tool TEXT NOT NULL, fingerprint TEXT NOT NULL, result_json TEXT NOT NULL,
     created_at TEXT NOT NULL
-);
+) WITHOUT ROWID;
 """
