@@ -47,6 +47,8 @@ class Bell:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.beats = 0
+        self.last_beat = time.monotonic()
 
     def current(self) -> threading.Event:
         return self._event
@@ -54,6 +56,12 @@ class Bell:
     def ring(self) -> None:
         rung, self._event = self._event, threading.Event()
         rung.set()
+
+    def beat(self) -> None:
+        """Ring as a heartbeat: subscribers with nothing to send write a heartbeat comment."""
+        self.beats += 1
+        self.last_beat = time.monotonic()
+        self.ring()
 
 
 class EventSubscription:
@@ -87,18 +95,20 @@ class EventSubscription:
         return True
 
     def wait(self, timeout: float) -> list[StoredEvent] | None:
+        """Events ready now or within `timeout`; [] at the timeout or at the conversation's heartbeat
+        (whichever comes first); None once ended."""
         deadline = time.monotonic() + timeout
-        while not self.buffer and not self.ended:
+        beats = self.bell.beats
+        while not self.buffer and not self.ended and self.bell.beats == beats:
             # Take the bell before looking at the buffer: an event queued after the look rings this bell.
             bell = self.bell.current()
-            if self.buffer or self.ended:
+            if self.buffer or self.ended or self.bell.beats != beats:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            # A timer per wait and per subscriber was a quarter of a broadcast's cost, so a deadline
-            # further off than the log's ticker interval waits without one: the ticker rings every
-            # bell each `tick` seconds and the deadline is noticed then.
+            # A timer per wait and per subscriber was a quarter of a broadcast's cost: a wait longer than
+            # the ticker's interval takes none and ends at the conversation's next heartbeat instead.
             bell.wait(remaining if remaining < self.log.tick else None)
         events = []
         while self.buffer:
@@ -142,10 +152,11 @@ class InProcessEventLog:
     from before a restart are always lower than the new log's first id and are never mistaken for new."""
 
     def __init__(self, retention: int = 1000, buffer_size: int = 1000, clock: Any = time.time,
-                 tick: float = 0.5) -> None:
+                 heartbeat: float = 1.5) -> None:
         self.retention = retention
         self.buffer_size = buffer_size
-        self.tick = tick
+        self.heartbeat = heartbeat
+        self.tick = heartbeat / 3
         self.first_id = int(clock() * 1_000_000)
         self._next_id = self.first_id
         self._conversations: dict[str, _Conversation] = {}
@@ -153,8 +164,9 @@ class InProcessEventLog:
         self._ticker: threading.Thread | None = None
 
     def _start_ticker(self) -> None:
-        """Ring every bell each `tick` seconds so waiting subscribers notice their heartbeat deadline.
-        The thread (a greenlet under gevent) holds the log only weakly and ends with it."""
+        """Every `tick` seconds, beat the bell of each conversation whose last heartbeat is due: one
+        wake-up per subscriber per heartbeat, and no timer per wait. The thread (a greenlet under
+        gevent) holds the log only weakly and ends with it."""
         ref = weakref.ref(self)
 
         def run() -> None:
@@ -163,18 +175,20 @@ class InProcessEventLog:
                 if log is None:
                     return
                 tick = log.tick
-                log._ring_all()
+                log._beat_due()
                 del log
                 time.sleep(tick)
 
         self._ticker = threading.Thread(target=run, name="event-log-ticker", daemon=True)
         self._ticker.start()
 
-    def _ring_all(self) -> None:
+    def _beat_due(self) -> None:
+        due = time.monotonic() - self.heartbeat + self.tick / 2
         with self._lock:
-            bells = [conv.bell for conv in self._conversations.values() if conv.subscribers]
+            bells = [conv.bell for conv in self._conversations.values()
+                     if conv.subscribers and conv.bell.last_beat <= due]
         for bell in bells:
-            bell.ring()
+            bell.beat()
 
     def _conversation(self, conversation_id: str) -> _Conversation:
         conv = self._conversations.get(conversation_id)

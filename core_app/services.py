@@ -40,9 +40,8 @@ def build_services(settings: CoreConfig) -> Services:
                               settings=settings.client)
     if not settings.distributed:
         mount_embedded_services(settings, memory, cognition)
-    # Heartbeats go out within a third of the interval of falling due.
     events = InProcessEventLog(settings.event_retention, settings.subscriber_buffer,
-                               tick=max(0.05, settings.heartbeat_seconds / 3))
+                               heartbeat=settings.heartbeat_seconds)
     monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
     replier = Replier(memory, cognition, events, build_generator(settings))
     tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds)
