@@ -21,6 +21,7 @@ import gevent.monkey
 
 from common.errors import Conflict, InvalidArguments
 from memory_service.schema import SCHEMA
+from memory_service.writes import GroupCommitter
 
 T = TypeVar("T")
 
@@ -114,7 +115,7 @@ class Database:
         # LIFO keeps the few hot connections in use and lets idle ones stay idle.
         self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue(maxsize=pool_size)
         self._lock = threading.Lock()
-        self._writer = threading.Lock()
+        self._writes = GroupCommitter(self._run)
         self._created = 0
         self._closed = False
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -212,14 +213,10 @@ class Database:
         With an idempotency key, a completed request with the same key replays its stored result without
         calling `fn`; the same key for a different tool or arguments is a Conflict.
         """
-        # One writer at a time queues here, cheaply, instead of in SQLite's busy handler, which sleeps
-        # in millisecond steps while another connection holds the write lock.
-        with self._writer:
-            return self._write(fn, idempotency)
-
-    def _write(self, fn: Callable[[sqlite3.Connection], T], idempotency: IdempotencyKey | None) -> T:
+        # Writes queue here, in the process, rather than in SQLite's busy handler (which sleeps in
+        # millisecond steps), and the queue is committed in batches.
         if idempotency is None:
-            return self._run(lambda conn: _transaction(conn, "BEGIN IMMEDIATE", fn, commit=True))
+            return self._writes.submit(fn)
         key = idempotency
 
         def remembered(conn: sqlite3.Connection) -> Any:
@@ -238,7 +235,7 @@ class Database:
             )
             return result
 
-        return self._run(lambda conn: _transaction(conn, "BEGIN IMMEDIATE", remembered, commit=True))
+        return self._writes.submit(remembered)
 
     def ping(self) -> bool:
         """True when the database answers `SELECT 1`."""
