@@ -32,8 +32,8 @@ from benchkit.results import Result  # noqa: E402
 
 FULL = {"rounds": 3, "seconds": 4.0, "idle": 1000, "latency_samples": 150, "streams": 10_000, "broadcasts": 3,
         "history": 6000, "queries": 300, "failfast": 300, "ttft": 25}
-QUICK = {"rounds": 1, "seconds": 2.0, "idle": 300, "latency_samples": 40, "streams": 1000, "broadcasts": 1,
-         "history": 1000, "queries": 60, "failfast": 60, "ttft": 6}
+QUICK = {"rounds": 1, "seconds": 1.0, "idle": 300, "latency_samples": 30, "streams": 1000, "broadcasts": 1,
+         "history": 500, "queries": 50, "failfast": 50, "ttft": 5}
 
 
 def scenarios(p: dict, work: Path) -> dict:

@@ -35,6 +35,9 @@ class Stack:
         return self
 
     def stop(self) -> None:
+        # Signal all three first, then wait: their graceful shutdowns overlap instead of adding up.
+        for service in (self.core, self.cognition, self.memory):
+            service.send_signal()
         for service in (self.core, self.cognition, self.memory):
             service.stop()
 
