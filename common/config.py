@@ -6,7 +6,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 from urllib.parse import urlparse
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -21,23 +21,31 @@ class ConfigError(ValueError):
         self.name = name
 
 
+# Env has methods named str, int, float and bool; inside it those names are the methods, so its
+# annotations use these aliases of the builtins.
+Text: TypeAlias = str
+Whole: TypeAlias = int
+Number: TypeAlias = float
+Flag: TypeAlias = bool
+
+
 class Env:
     """Typed reads over a mapping of settings (the process environment, or a test's dict)."""
 
-    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+    def __init__(self, values: Mapping[Text, Text] | None = None) -> None:
         self.values = os.environ if values is None else values
 
-    def raw(self, name: str) -> str | None:
+    def raw(self, name: Text) -> Text | None:
         value = self.values.get(name)
         if value is None or str(value).strip() == "":
             return None
         return str(value).strip()
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    def str(self, name: Text, default: Text | None = None) -> Text | None:
         value = self.raw(name)
         return default if value is None else value
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(self, name: Text, default: Whole, *, minimum: Whole | None = None, maximum: Whole | None = None) -> Whole:
         value = self.raw(name)
         if value is None:
             return default
@@ -48,8 +56,8 @@ class Env:
         self._check_range(name, number, minimum, maximum)
         return number
 
-    def float(self, name: str, default: float, *, minimum: float | None = None,
-              maximum: float | None = None) -> float:
+    def float(self, name: Text, default: Number, *, minimum: Number | None = None,
+              maximum: Number | None = None) -> Number:
         value = self.raw(name)
         if value is None:
             return default
@@ -62,7 +70,7 @@ class Env:
         self._check_range(name, number, minimum, maximum)
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: Text, default: Flag) -> Flag:
         value = self.raw(name)
         if value is None:
             return default
@@ -72,7 +80,7 @@ class Env:
             return False
         raise ConfigError(name, f"must be true or false, got {value!r}")
 
-    def url(self, name: str, default: str) -> str:
+    def url(self, name: Text, default: Text) -> Text:
         value = self.raw(name) or default
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -83,17 +91,17 @@ class Env:
             raise ConfigError(name, f"has an invalid port: {value!r}") from None
         return value.rstrip("/")
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(self, name: Text, default: Text, choices: tuple[Text, ...]) -> Text:
         value = (self.raw(name) or default).lower()
         if value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def log_level(self, name: str = "LOG_LEVEL", default: str = "INFO") -> str:
+    def log_level(self, name: Text = "LOG_LEVEL", default: Text = "INFO") -> Text:
         return self.choice(name, default.lower(), ("debug", "info", "warning", "error", "critical")).upper()
 
     @staticmethod
-    def _check_range(name: str, number: float, minimum: float | None, maximum: float | None) -> None:
+    def _check_range(name: Text, number: Number, minimum: Number | None, maximum: Number | None) -> None:
         if minimum is not None and number < minimum:
             raise ConfigError(name, f"must be at least {minimum}, got {number}")
         if maximum is not None and number > maximum:

@@ -58,10 +58,19 @@ class WSGIAdapter(BaseAdapter):
 
     def send(self, request: PreparedRequest, stream: bool = False, timeout: Any = None, verify: Any = True,
              cert: Any = None, proxies: Any = None) -> Response:
-        body = request.body.encode() if isinstance(request.body, str) else (request.body or b"")
-        builder = EnvironBuilder(path=request.path_url.split("?", 1)[0], method=request.method,
+        if isinstance(request.body, str):
+            body = request.body.encode()
+        elif isinstance(request.body, bytes):
+            body = request.body
+        elif request.body is None:
+            body = b""
+        else:  # our client only ever sends JSON bytes or text; streamed bodies are not supported here
+            raise ValueError("the in-process adapter takes bytes or text bodies only")
+        request_headers = [(name, value if isinstance(value, str) else value.decode("latin-1"))
+                   for name, value in request.headers.items()]
+        builder = EnvironBuilder(path=request.path_url.split("?", 1)[0], method=request.method or "GET",
                                  query_string=request.path_url.partition("?")[2], data=body,
-                                 headers=dict(request.headers), base_url=_base_url(request.url))
+                                 headers=request_headers, base_url=_base_url(request.url))
         try:
             chunks, status, headers = run_wsgi_app(self.app, builder.get_environ(), buffered=False)
         finally:
@@ -74,7 +83,7 @@ class WSGIAdapter(BaseAdapter):
         response.raw = _BodyReader(chunks, getattr(chunks, "close", None))
         response.url = request.url or ""
         response.request = request
-        response.connection = self
+        response.connection = self  # type: ignore[assignment]  # requests only calls .close() on it
         return response
 
     def close(self) -> None:

@@ -54,7 +54,8 @@ class BoundedRetry(Retry):
             spent = retry.clock() - retry.started
             if spent + retry.next_wait(kwargs.get("response")) > retry.max_elapsed:
                 error = kwargs.get("error") or (args[1] if len(args) > 1 else None)
-                raise MaxRetryError(kwargs.get("_pool"), url or "", error)
+                # urllib3 always passes its pool; the type says it may be missing.
+                raise MaxRetryError(kwargs.get("_pool"), url or "", error)  # type: ignore[arg-type]
         return retry
 
     def next_wait(self, response: Any = None) -> float:
