@@ -28,7 +28,7 @@ def hide_foreign(exc: ServiceError, what: str) -> ServiceError:
     """Another user's object is reported exactly like a missing one, so ids reveal nothing."""
     if isinstance(exc, Forbidden):
         return NotFound(f"{what} not found")
-    if isinstance(exc, NotFound) and exc.message == "user not found":
+    if isinstance(exc, NotFound) and exc.details.get("object") == "user":
         # The token is valid but its user is gone (deleted): treat as signed out.
         return Unauthorized("the user of this token no longer exists")
     return exc

@@ -8,7 +8,7 @@ from typing import Any
 
 from common.errors import Forbidden, InvalidArguments, NotFound
 from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
-from memory_service.users import require_user
+from memory_service.users import require_user, unknown
 from memory_service.workspaces import load_workspace, require_owner, takes_part_in
 
 # Ids of every conversation `:user_id` may read; one definition shared by history and search.
@@ -49,7 +49,7 @@ def load_conversation(
         require_user(conn, user_id)
         raise NotFound("conversation not found")
     if not row["user_exists"]:
-        raise NotFound("user not found")
+        raise unknown()
     if row["owner_id"] == user_id:
         return row
     if owner_only:

@@ -17,11 +17,17 @@ def user_from_row(row: sqlite3.Row) -> dict[str, Any]:
     return {"id": row["id"], "email": row["email"], "name": row["name"], "created_at": row["created_at"]}
 
 
+def unknown(what: str = "user") -> NotFound:
+    """The error for a user id that does not exist. `details.object` says whether it was the acting user,
+    so a caller can tell "your account is gone" from "that conversation is gone" without reading prose."""
+    return NotFound(f"{what} not found", {"object": what})
+
+
 def require_user(conn: sqlite3.Connection, user_id: str, what: str = "user") -> sqlite3.Row:
     """The user's row, or NotFound when the acting user (or a named participant) does not exist."""
     row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
     if row is None:
-        raise NotFound(f"{what} not found")
+        raise unknown(what)
     return row
 
 
