@@ -58,6 +58,10 @@ class MethodNotAllowed(ServiceError):
     status, code, default_message = 405, "method_not_allowed", "method not allowed"
 
 
+class RequestTimeout(ServiceError):
+    status, code, default_message = 408, "request_timeout", "the request body did not arrive in time"
+
+
 class Conflict(ServiceError):
     status, code, default_message = 409, "conflict", "conflict"
 
