@@ -11,6 +11,7 @@ from cognition_service.config import load_config
 from cognition_service.memory import MemoryReader
 from cognition_service.resources import build_resources
 from cognition_service.tools import build_tools
+from common.auth import install_host_check
 from common.client import ServiceClient
 from common.config import ConfigError, exit_on_config_error
 from common.health import DependencyMonitor, health_blueprint
@@ -30,6 +31,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     memory = ServiceClient("memory", settings.memory_service_url, token=settings.service_token,
                            settings=settings.client)
     monitor = DependencyMonitor({"memory": memory}, settings.health_interval)
+    if not settings.in_process:  # reached only through the Core's own client, never by a browser
+        install_host_check(app, settings.service_token, settings.allowed_hosts)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.memory"] = memory
     app.extensions["cortex.monitor"] = monitor
