@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cognition_service.analysis import AnalysisLimits
 from common.auth import allowed_hosts_setting, service_token_setting
 from common.config import Env
 from common.mcp_origins import parse_allowed_origins
@@ -26,6 +27,8 @@ class CognitionConfig:
     max_body_bytes: int
     client: ClientSettings
     mcp_allowed_origins: tuple[str, ...]
+    analysis_limits: AnalysisLimits
+    analysis_threads: int
 
 
 def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
@@ -48,4 +51,9 @@ def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         client=ClientSettings.from_env(env),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
+        # One more than the messages is asked of Memory, whose pages hold at most 1000.
+        analysis_limits=AnalysisLimits(
+            max_messages=env.int("ANALYSIS_MAX_MESSAGES", 500, minimum=1, maximum=999),
+            max_chars=env.int("ANALYSIS_MAX_CHARS", 200_000, minimum=1000)),
+        analysis_threads=env.int("ANALYSIS_THREADS", 2, minimum=1, maximum=16),
     )
