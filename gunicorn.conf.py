@@ -24,6 +24,21 @@ control_socket_disable = True
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
+def _check_connection_limits():
+    """Refuse a bad BODY_READ_TIMEOUT_SECONDS or MAX_CONNECTIONS_PER_* here, in one line, rather than
+    in every worker's boot (the worker reads them again; this module only validates)."""
+    from common.config import ConfigError, exit_on_config_error
+    from common.connection_limits import ConnectionLimits
+
+    try:
+        ConnectionLimits.from_env()
+    except ConfigError as error:
+        exit_on_config_error(error)
+
+
+_check_connection_limits()
+
+
 def post_worker_init(worker):
     """Runs in the worker after gevent's patching: end every live stream once shutdown begins, so a
     client sees a clean end of stream and reconnects instead of a cut connection."""

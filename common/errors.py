@@ -46,6 +46,10 @@ class Forbidden(ServiceError):
     status, code, default_message = 403, "forbidden", "this user may not touch that object"
 
 
+class MisdirectedRequest(ServiceError):
+    status, code, default_message = 421, "misdirected_request", "this host name is not served here"
+
+
 class NotFound(ServiceError):
     status, code, default_message = 404, "not_found", "not found"
 
@@ -56,6 +60,10 @@ class ToolNotFound(NotFound):
 
 class MethodNotAllowed(ServiceError):
     status, code, default_message = 405, "method_not_allowed", "method not allowed"
+
+
+class RequestTimeout(ServiceError):
+    status, code, default_message = 408, "request_timeout", "the request body did not arrive in time"
 
 
 class Conflict(ServiceError):

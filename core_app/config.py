@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.auth import check_strong, service_token_setting
 from common.config import ConfigError, Env
 from common.transport import ClientSettings
 
@@ -68,18 +69,24 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         if environment != "development":
             raise ConfigError("JWT_SECRET", "is required when CORTEX_ENV is production")
         secret = development_secret()
+    elif environment == "production":
+        check_strong("JWT_SECRET", secret)
     elif len(secret) < 32:
         raise ConfigError("JWT_SECRET", "must be at least 32 characters (HS256 wants a 256-bit key)")
+    distributed = env.bool("CORTEX_DISTRIBUTED_MODE", False)
+    # The Core's own routes are guarded by user tokens, so its HOST does not matter here; what needs
+    # SERVICE_TOKEN is its calls to Memory and Cognition, which in production require one.
+    service_token = service_token_setting(env, host="localhost", environment=environment, in_process=not distributed)
     provider = env.choice("LLM_PROVIDER", "builtin", ("builtin", "openai"))
     base_url = env.url("LLM_BASE_URL", "https://api.openai.com/v1") if provider == "openai" else None
     return CoreConfig(
         host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
         port=env.int("PORT", 8000, minimum=1, maximum=65535),
         environment=environment,
-        distributed=env.bool("CORTEX_DISTRIBUTED_MODE", False),
+        distributed=distributed,
         memory_url=env.url("MEMORY_SERVICE_URL", "http://localhost:9000"),
         cognition_url=env.url("COGNITION_SERVICE_URL", "http://localhost:9100"),
-        service_token=env.str("SERVICE_TOKEN"),
+        service_token=service_token,
         jwt_secret=secret,
         jwt_expires_seconds=env.int("JWT_EXPIRES_SECONDS", 86400, minimum=1),
         registration_enabled=env.bool("REGISTRATION_ENABLED", True),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
+from common.auth import install_host_check
 from common.config import ConfigError, exit_on_config_error
 from common.health import health_blueprint
 from common.mcp import mcp_blueprint
@@ -28,6 +29,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
                    log_level=settings.log_level)
     db = Database(settings.database_path, pool_size=settings.db_pool_size,
                   synchronous=settings.sqlite_synchronous)
+    if not settings.in_process:  # reached only through the Core's own client, never by a browser
+        install_host_check(app, settings.service_token, settings.allowed_hosts)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.db"] = db
     tools, resources = build_tools(db), build_resources(db)

@@ -118,7 +118,7 @@ def test_resources_stream_in_order(client, world):
     alice, conv = world["alice"]["id"], world["conv"]["id"]
     response = client.get(f"/resource/conversation/{conv}?user_id={alice}")
     assert response.status_code == 200
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-store"
     assert response.mimetype == "text/event-stream"
     events = sse_events(response)
     assert [data["sequence"] for _, data in events[:-1]] == [1, 2]
