@@ -15,7 +15,6 @@ from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode
 from memory_service.membership import (
     DEFAULT_LIMITS,
     InvitationLimits,
-    add_member,
     drop_member,
     invite,
     members,
@@ -107,10 +106,11 @@ def create_conversation(
         conversation_id, now = new_id(), utc_now()
         conn.execute(
             "INSERT INTO conversations (id, workspace_id, topic, participant_ids_json, metadata_json,"
-            " next_sequence, created_at, updated_at) VALUES (?, ?, ?, '[]', ?, 1, ?, ?)",
-            (conversation_id, workspace_id, topic, metadata_json, now, now),
+            " next_sequence, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+            (conversation_id, workspace_id, topic, json.dumps([user_id]), metadata_json, now, now),
         )
-        add_member(conn, conversation_id, user_id)
+        conn.execute("INSERT INTO conversation_participants (conversation_id, user_id) VALUES (?, ?)",
+                     (conversation_id, user_id))
         row = load_conversation(conn, user_id, conversation_id)
         invitations = [invite(conn, row, user_id, participant, limits) for participant in wanted]
         return {"conversation": _load(conn, conversation_id), "invitations": invitations}

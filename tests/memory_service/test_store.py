@@ -335,7 +335,7 @@ def test_named_participants_are_invited_once_each_and_only_the_creator_takes_par
     created = conversations.create_conversation(
         db, world["ann"], world["ws"], "Team", [world["cat"], world["ann"], world["bob"], world["cat"]], {"k": 1})
     conv = created["conversation"]
-    assert conv["participant_ids"] == [world["ann"]]
+    assert conv["participant_ids"] == [world["ann"]] and conv["created_at"] == conv["updated_at"]
     assert [i["invitee_id"] for i in created["invitations"]] == [world["cat"], world["bob"]]
     assert {i["status"] for i in created["invitations"]} == {"pending"}
     assert conv["metadata"] == {"k": 1} and conv["workspace_id"] == world["ws"]
