@@ -82,7 +82,7 @@ class UpdateConversation(ConversationArgs):
     metadata: Metadata | None = None
 
 
-class InviteParticipant(ConversationArgs):
+class ParticipantArgs(ConversationArgs):
     participant_id: Id
 
 
@@ -182,7 +182,7 @@ def build_tools(db: Database, invitation_limits: InvitationLimits = DEFAULT_LIMI
                  lambda a, k: conversations.delete_conversation(
                      db, a.user_id, a.conversation_id, idempotency=k)),
         mutating("invite_participant", "Invite a user into a conversation; they join only if they accept.",
-                 InviteParticipant,
+                 ParticipantArgs,
                  lambda a, k: participants.invite_participant(
                      db, a.user_id, a.conversation_id, a.participant_id, idempotency=k, limits=invitation_limits)),
         reading("list_invitations", "Invitations waiting for the user's answer, or a conversation's pending ones.",
@@ -195,7 +195,7 @@ def build_tools(db: Database, invitation_limits: InvitationLimits = DEFAULT_LIMI
         mutating("leave_conversation", "Stop taking part in a conversation.", ConversationArgs,
                  lambda a, k: participants.leave_conversation(db, a.user_id, a.conversation_id, idempotency=k)),
         mutating("remove_participant", "Remove a participant or withdraw their invitation (the owner; or oneself).",
-                 InviteParticipant,
+                 ParticipantArgs,
                  lambda a, k: participants.remove_participant(
                      db, a.user_id, a.conversation_id, a.participant_id, idempotency=k)),
         mutating("store_input", "Store a message; returns its id and per-conversation sequence.", StoreInput,
