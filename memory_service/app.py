@@ -15,6 +15,7 @@ from common.protocol import protocol_blueprint
 from common.webapp import base_app
 from memory_service.config import load_config
 from memory_service.db import Database
+from memory_service.membership import InvitationLimits
 from memory_service.resources import build_resources
 from memory_service.tools import build_tools
 
@@ -33,7 +34,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         install_host_check(app, settings.service_token, settings.allowed_hosts)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.db"] = db
-    tools, resources = build_tools(db), build_resources(db)
+    limits = InvitationLimits(settings.max_conversation_participants, settings.max_pending_invitations)
+    tools, resources = build_tools(db, limits), build_resources(db)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))

@@ -27,6 +27,8 @@ class MemoryConfig:
     db_pool_size: int
     sqlite_synchronous: str
     mcp_allowed_origins: tuple[str, ...]
+    max_conversation_participants: int
+    max_pending_invitations: int
 
 
 def sqlite_path(url: str) -> str:
@@ -58,4 +60,6 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
         sqlite_synchronous=env.choice("SQLITE_SYNCHRONOUS", "normal", ("normal", "full")),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
+        max_conversation_participants=env.int("MAX_CONVERSATION_PARTICIPANTS", 100, minimum=1, maximum=10_000),
+        max_pending_invitations=env.int("MAX_PENDING_INVITATIONS", 100, minimum=1, maximum=10_000),
     )
