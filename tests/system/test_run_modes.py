@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -166,16 +167,56 @@ def test_manual_launch_of_each_service(tmp_path):
             terminate(proc)
 
 
+PORT_VARIABLES = {"core_app": "PORT", "memory_service": "MEMORY_SERVICE_PORT",
+                  "cognition_service": "COGNITION_SERVICE_PORT"}
+
+
+def run_until_exit(module: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    """`python -m module` on free ports and a database of the test's own, with `env` on top."""
+    base = {variable: str(free_port()) for variable in PORT_VARIABLES.values()}
+    base["DATABASE_URL"] = f"sqlite:///{tmp_path}/run.db"
+    return subprocess.run([sys.executable, "-m", module], cwd=REPO, env={**os.environ, **base, **env},
+                          capture_output=True, text=True, timeout=30)
+
+
+def assert_one_line_naming(done: subprocess.CompletedProcess, variable: str) -> None:
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("cortex: "), lines
+
+
 @pytest.mark.parametrize("module,env,variable", [
     ("core_app", {"LLM_PROVIDER": "telepathy"}, "LLM_PROVIDER"),
     ("core_app", {"PORT": "eighty"}, "PORT"),
     ("core_app", {"CORTEX_ENV": "production", "JWT_SECRET": ""}, "JWT_SECRET"),
     ("memory_service", {"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
     ("cognition_service", {"MEMORY_SERVICE_URL": "not a url"}, "MEMORY_SERVICE_URL"),
+    # gunicorn parses WEB_CONCURRENCY with a bare int() as it is imported: it used to be a traceback.
+    ("core_app", {"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY"),
+    ("memory_service", {"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+    ("cognition_service", {"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY"),
+    ("cognition_service", {"WORKER_CONNECTIONS": "lots"}, "WORKER_CONNECTIONS"),
+    # A database that cannot be opened used to be a worker's 40-57-line traceback; the single process
+    # opens Memory's database too.
+    ("memory_service", {"DATABASE_URL": "sqlite:///{tmp}/a-file/memory.db"}, "DATABASE_URL"),
+    ("memory_service", {"DATABASE_URL": "sqlite:///{tmp}/not-a-database.db"}, "DATABASE_URL"),
+    ("core_app", {"DATABASE_URL": "sqlite:///{tmp}"}, "DATABASE_URL"),
+    ("core_app", {"DATABASE_URL": "sqlite:///{tmp}/a-file/memory.db"}, "DATABASE_URL"),
 ])
-def test_bad_configuration_stops_with_one_line(module, env, variable):
-    done = subprocess.run([sys.executable, "-m", module], cwd=REPO, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in done.stderr, done.stderr
+def test_bad_configuration_stops_with_one_line(module, env, variable, tmp_path):
+    (tmp_path / "a-file").write_text("a file, not a directory\n")
+    (tmp_path / "not-a-database.db").write_text("plain text, not SQLite\n" * 10)
+    done = run_until_exit(module, {name: value.format(tmp=tmp_path) for name, value in env.items()}, tmp_path)
+    assert_one_line_naming(done, variable)
+
+
+@pytest.mark.parametrize("module", sorted(PORT_VARIABLES))
+def test_port_in_use_stops_with_one_line_naming_the_variable(module, tmp_path):
+    """It used to be gunicorn's eleven lines of retries that never named the variable."""
+    variable = PORT_VARIABLES[module]
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        done = run_until_exit(module, {variable: str(port)}, tmp_path)
+    assert_one_line_naming(done, variable)
+    assert f"{variable} {port} is already in use" in done.stderr
