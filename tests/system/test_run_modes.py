@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -127,6 +133,83 @@ def test_run_distributed_names_the_process_that_fails(tmp_path):
     log = (tmp_path / "run.log").read_text()
     assert "memory failed to start" in log and "DATABASE_URL" in log
     wait_until(lambda: not group_alive(runner), 5, message="nothing left behind")
+
+
+@contextmanager
+def impostor(body: dict) -> Iterator[int]:
+    """Another program's HTTP server on a free port, answering every GET with `body` and 200."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_run_distributed_refuses_a_port_another_program_holds(tmp_path):
+    """It used to wait for /health, get this other program's 200, say "Cortex Core is up" and die 5 s later."""
+    with impostor({"status": "healthy", "service": "core"}) as port:
+        env = {**distributed_env(tmp_path), "PORT": str(port)}
+        runner = launch([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log")
+        try:
+            assert runner.wait(30) == 1
+        finally:
+            if runner.poll() is None:
+                terminate(runner)
+    log = (tmp_path / "run.log").read_text()
+    assert "Cortex Core is up" not in log
+    problems = [line for line in log.splitlines() if line.startswith("run_distributed:")]
+    assert len(problems) == 1 and f"PORT {port} is already in use" in problems[0], log
+    wait_until(lambda: not group_alive(runner), 5, message="nothing left behind")
+
+
+def load_run_distributed():
+    spec = importlib.util.spec_from_file_location("run_distributed", REPO / "scripts" / "run_distributed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("answer,problem", [
+    # The port was free when checked, then another program answered on it in the service's place.
+    ({"status": "healthy", "service": "cognition"}, "another program answers on {url} (MEMORY_SERVICE_PORT), "
+     "not the memory service"),
+    ({"status": "ok"}, "another program answers on {url} (MEMORY_SERVICE_PORT)"),
+])
+def test_run_distributed_trusts_only_its_own_service(answer, problem):
+    run_distributed = load_run_distributed()
+    with impostor(answer) as port:
+        runner = run_distributed.Runner({**os.environ, "MEMORY_SERVICE_PORT": str(port)})
+        runner.start("memory", "sleep 30")  # alive, but not what answers
+        try:
+            found = runner.wait_healthy("memory", timeout=10)
+        finally:
+            runner.stop_all()
+    assert found is not None and found.startswith(problem.format(url=f"http://127.0.0.1:{port}")), found
+
+
+def test_run_distributed_wants_its_own_child_alive():
+    """Even a Cortex Memory answering as "memory" is someone else's once the child it started is gone."""
+    run_distributed = load_run_distributed()
+    with impostor({"status": "healthy", "service": "memory"}) as port:
+        runner = run_distributed.Runner({**os.environ, "MEMORY_SERVICE_PORT": str(port)})
+        runner.start("memory", "exit 4")
+        runner.procs["memory"].wait(5)
+        assert runner.wait_healthy("memory", timeout=10) == "exited with status 4"
 
 
 def test_single_process_core_runs_everything(tmp_path):
