@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -19,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from tests.system.harness import REPO, die_with_parent, free_port, wait_until
+from tests.system.harness import REPO, ServiceProcess, die_with_parent, free_port, wait_until
 from tests.system.sse_reader import StreamReader
 
 
@@ -56,9 +58,13 @@ def terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float 
     return time.monotonic() - started
 
 
-def chat(url: str, *messages: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "scripts/chat.py", "--url", url, "--email", f"chat-{uuid.uuid4().hex[:8]}@example.com",
+def chat_argv(url: str) -> list[str]:
+    return [sys.executable, "scripts/chat.py", "--url", url, "--email", f"chat-{uuid.uuid4().hex[:8]}@example.com",
             "--password", "password-123", "--register", "--timeout", "20"]
+
+
+def chat(url: str, *messages: str) -> subprocess.CompletedProcess:
+    argv = chat_argv(url)
     for message in messages:
         argv += ["-m", message]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -303,3 +309,85 @@ def test_port_in_use_stops_with_one_line_naming_the_variable(module, tmp_path):
         done = run_until_exit(module, {variable: str(port)}, tmp_path)
     assert_one_line_naming(done, variable)
     assert f"{variable} {port} is already in use" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The whole system in one process, shared by the chat tests below."""
+    tmp = tmp_path_factory.mktemp("chat")
+    core = ServiceProcess("core_app.app:create_app()", {
+        "CORTEX_DISTRIBUTED_MODE": "", "DATABASE_URL": f"sqlite:///{tmp}/chat.db",
+        "JWT_SECRET": "chat-tests-secret-0123456789abcdefghij"}, tmp / "core.log")
+    core.start()
+    yield core.url
+    core.stop()
+
+
+def test_chat_says_in_one_line_that_nothing_answers():
+    """It used to print requests' raw HTTPConnectionPool(...) error."""
+    url = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(chat_argv(url), cwd=REPO, capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"chat: cannot reach Cortex Core at {url} (Connection refused): is it running? "
+                                        "Start it with `python -m core_app`, or pass --url"], done.stderr
+
+
+def test_chat_sends_piped_lines_and_shows_each_once(one_process):
+    done = subprocess.run(chat_argv(one_process), cwd=REPO, input="I keep bees in Ghent\n\nWhere do I keep bees?\n",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.partition(": ")[0] for line in lines] == ["you", "assistant", "you", "assistant"], done.stdout
+    assert lines[0] == "you: I keep bees in Ghent" and lines[2] == "you: Where do I keep bees?"
+    assert "I keep bees in Ghent" in lines[3]
+
+
+class Terminal:
+    """The other end of a pseudo-terminal: what a person at it would see, with a deadline on every wait."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.screen = ""
+
+    def wait_for(self, predicate, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.screen):
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out; the terminal shows {self.screen!r}"
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    data = os.read(self.master, 4096)
+                except OSError:  # EIO: the program closed the terminal
+                    data = b""
+                assert data, f"the program left; the terminal shows {self.screen!r}"
+                self.screen += data.decode(errors="replace").replace("\r\n", "\n")
+        return self.screen
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+
+def test_chat_prompts_at_a_terminal_and_shows_each_line_once(one_process):
+    """It used to wait at a terminal with no prompt, then print each typed line a second time."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(chat_argv(one_process), cwd=REPO, stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, preexec_fn=die_with_parent)
+    os.close(slave)
+    terminal = Terminal(master)
+    try:
+        terminal.wait_for(lambda screen: screen.endswith("you: "))
+        terminal.type("I keep bees in Ghent\n")
+        screen = terminal.wait_for(lambda screen: screen.count("you: ") == 2 and screen.endswith("you: "))
+        terminal.type("\x04")  # Ctrl-D: end of input
+        assert proc.wait(10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    lines = screen.splitlines()
+    # The terminal echoes what was typed after the prompt; chat.py must not print it again.
+    assert lines[0] == "you: I keep bees in Ghent" and lines[1].startswith("assistant: "), screen
+    assert lines[2:] == ["you: "], screen  # the next prompt, and nothing typed shown twice
+    assert "Ctrl-D" in (proc.stderr.read() if proc.stderr else "")
