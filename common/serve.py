@@ -34,12 +34,23 @@ def gunicorn_argv(app_spec: str, fd: int) -> list[str]:
             "-b", f"fd://{fd}", app_spec]
 
 
+def is_ipv6_literal(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6, host)
+    except OSError:
+        return False
+    return True
+
+
 def listening_socket(listen: Listen) -> socket.socket:
     """Bind the service's address here and hand the bound socket to gunicorn (`fd://`), so a port in use
     is reported here, and nothing can take the port between this check and gunicorn's start."""
     where = f"{listen.host}:{listen.port}"
+    host = listen.host.strip("[]")
+    # As gunicorn picks the family: IPv6 only for an IPv6 literal, so `localhost` stays 127.0.0.1.
+    family = socket.AF_INET6 if is_ipv6_literal(host) else socket.AF_INET
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM,
+        family, kind, proto, _, address = socket.getaddrinfo(host, listen.port, family, socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
         raise ConfigError("HOST", f"is not an address of this machine, got {listen.host!r} ({exc.strerror})") from None
