@@ -5,12 +5,24 @@ The bind address comes from the command line (`-b`), set per service by the Proc
 """
 
 import os
+import re
+import sys
+
+
+def whole_number(name, default):
+    """A positive whole number from the environment. Anything else stops the master with one line naming
+    the variable (an exception here would be gunicorn's "Failed to read config file" and a traceback)."""
+    value = os.environ.get(name, "").strip() or str(default)
+    if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
+        sys.exit(f"cortex: invalid configuration: {name} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
 
 # gunicorn's gevent worker, but with its own refusals (414, 431, bad HTTP) in the JSON error shape.
 worker_class = "common.gunicorn_worker.JsonErrorGeventWorker"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+workers = whole_number("WEB_CONCURRENCY", 1)
 # Each open SSE stream holds one greenlet slot for its whole life; leave room for ordinary calls.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "12000"))
+worker_connections = whole_number("WORKER_CONNECTIONS", 12000)
 backlog = 4096
 # Under gevent the timeout only fires when something blocks the hub; streams never trigger it.
 timeout = 30
