@@ -38,8 +38,8 @@ class JsonErrorGeventWorker(GeventWorker):
 
 # Query parameters that carry credentials: the stream's `?access_token=` and `?ticket=`, and the names
 # other clients commonly use for the same thing.
-_SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])(?:access(?:_|%5[fF])token|ticket|token|api_key|apikey|key|password|secret)=)"
-                           r"[^&;#\s]*")
+_SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])"
+                           r"(?:access(?:_|%5f)token|ticket|token|api_key|apikey|key|password|secret)=)[^&;#\s]*")
 REDACTED = "[redacted]"
 
 
