@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import jwt
 import pytest
@@ -13,6 +14,7 @@ import requests
 
 from core_app.events import EventId
 from tests.system.harness import wait_until
+from tests.system.load_raw_stream import RawStream
 from tests.system.sse_reader import StreamReader
 from tests.system.stack import JWT_SECRET, Api, start_stack
 
@@ -154,3 +156,32 @@ def test_a_stream_ticket_opens_only_its_conversations_stream(stack):
                              timeout=10)
     reader.close()
     assert elsewhere.status_code == 401 and as_bearer.status_code == 401
+
+
+def send_queue_bytes(server_port: int, client_port: int) -> int:
+    """Bytes the kernel holds to send on the server's side of one loopback connection (/proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, queues = fields[1], fields[2], fields[4]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+            return int(queues.split(":")[0], 16)
+    raise AssertionError(f"no connection {server_port} -> {client_port} in /proc/net/tcp")
+
+
+def test_a_stream_that_never_reads_holds_little_kernel_memory(stack):
+    api = new_user(stack)
+    conv = api.conversation()
+    stalled = RawStream(stack.core.port, f"/v1/conversation/{conv}/messages/stream", api.token)
+    reader = StreamReader(api.stream_url(conv), token=api.token)
+    reader.wait_for("connected")
+    for n in range(8):  # about 720 KB of events: under the 1 MiB subscriber buffer, so nobody is cut off
+        posted = api.request("POST", f"/v1/conversation/{conv}/messages", json={"content": "語" * 29_990 + f" {n}"})
+        assert posted.status_code == 202, posted.text
+    reader.wait_for("response.completed", count=8)
+    client_port = stalled.sock.getsockname()[1]
+
+    queued = wait_until(lambda: send_queue_bytes(stack.core.port, client_port), 5, message="a full send queue")
+    reader.close()
+    stalled.close()
+    # STREAM_SEND_BUFFER_BYTES (64 KiB, which Linux doubles) instead of the auto-tuned megabytes.
+    assert 0 < queued <= 2 * 64 * 1024 + 4096, queued
