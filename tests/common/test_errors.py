@@ -21,6 +21,7 @@ from common.errors import (
     ToolError,
     ToolExecutionError,
     ToolNotFound,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
     from_body,
@@ -38,6 +39,7 @@ CLASSES = [
     (MethodNotAllowed, 405, "method_not_allowed"),
     (Conflict, 409, "conflict"),
     (PayloadTooLarge, 413, "payload_too_large"),
+    (TooManyRequests, 429, "too_many_requests"),
     (UnsupportedMediaType, 415, "unsupported_media_type"),
     (ToolExecutionError, 500, "tool_execution_error"),
     (ServiceUnavailable, 503, "unavailable"),
@@ -114,7 +116,6 @@ def test_from_body_without_status_rebuilds_known_code(cls, status, code):
 @pytest.mark.parametrize(
     ("status", "code"),
     [
-        (429, "too_many_requests"),
         (418, "teapot"),
         (500, "database_exploded"),
         (500, "not_found"),  # a known code with a different status keeps the remote status
