@@ -30,24 +30,31 @@ class StreamSlots:
                 raise TooManyRequests(f"at most {self.per_user} open streams per user; close one first",
                                       {"limit": self.per_user}, retry_after=self.retry_after)
             self._open[user_id] = held + 1
-        released = threading.Event()
+        return _Slot(self, user_id).release
 
-        def release() -> None:
-            with self._lock:
-                if released.is_set():
-                    return
-                released.set()
-                left = self._open[user_id] - 1
-                if left:
-                    self._open[user_id] = left
-                else:
-                    del self._open[user_id]
-
-        return release
+    def _release(self, user_id: str) -> None:
+        with self._lock:
+            left = self._open[user_id] - 1
+            if left:
+                self._open[user_id] = left
+            else:
+                del self._open[user_id]
 
     def held(self, user_id: str) -> int:
         with self._lock:
             return self._open.get(user_id, 0)
+
+
+class _Slot:
+    __slots__ = ("slots", "user_id", "released")
+
+    def __init__(self, slots: StreamSlots, user_id: str) -> None:
+        self.slots, self.user_id, self.released = slots, user_id, False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.slots._release(self.user_id)
 
 
 # Refusals that mean the reader has lost the conversation; anything else (Memory busy or down) is not
@@ -98,7 +105,7 @@ class AccessChecks:
             del self._answers[key]
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamGuard:
     """Called by the stream at each wake-up (every event and heartbeat, so no timer of its own): the
     `error` event that ends the stream once the token has expired or access is lost, else None."""
