@@ -30,6 +30,8 @@ timeout = 30
 graceful_timeout = 4
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# gunicorn's logger, with `?access_token=`, `?ticket=` and similar query values written as [redacted].
+logger_class = "common.gunicorn_worker.RedactingLogger"
 errorlog = "-"
 # gunicorn 27's control socket defaults to one path per user, which every service here would share.
 control_socket_disable = True

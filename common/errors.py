@@ -74,6 +74,17 @@ class PayloadTooLarge(ServiceError):
     status, code, default_message = 413, "payload_too_large", "request body is too large"
 
 
+class TooManyRequests(ServiceError):
+    """A limit was reached; `retry_after` (seconds) becomes the Retry-After header."""
+
+    status, code, default_message = 429, "too_many_requests", "too many requests; retry later"
+
+    def __init__(self, message: str | None = None, details: dict[str, Any] | None = None, *,
+                 retry_after: int = 1) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+
 class UnsupportedMediaType(ServiceError):
     status, code, default_message = 415, "unsupported_media_type", "unsupported content type"
 

@@ -1,18 +1,21 @@
 """The gevent worker, answering requests gunicorn refuses itself (over-long request lines or headers,
-malformed HTTP) in the JSON error shape instead of gunicorn's HTML page.
+malformed HTTP) in the JSON error shape instead of gunicorn's HTML page; and the logger that keeps
+credentials sent in URLs out of the logs.
 
-Used by gunicorn.conf.py as `worker_class`. The master imports this module too, before gevent patches
-anything, so it imports only gunicorn here.
+Used by gunicorn.conf.py as `worker_class` and `logger_class`. The master imports this module too,
+before gevent patches anything, so it imports only gunicorn and the standard library here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from typing import Any
 
 import gevent
 from gunicorn import util
+from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventWorker
 
 from common.connection_limits import (
@@ -81,3 +84,40 @@ def refuse_connection(client: Any, cap: int) -> None:
         pass
     finally:
         util.close(client)
+
+# Query parameters that carry credentials: the stream's `?access_token=` and `?ticket=`, and the names
+# other clients commonly use for the same thing.
+_SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])"
+                           r"(?:access(?:_|%5f)token|ticket|token|api_key|apikey|key|password|secret)=)[^&;#\s]*")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """`text` with the value of every credential-like query parameter replaced."""
+    return _SECRET_QUERY.sub(r"\1" + REDACTED, text) if "=" in text else text
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger, with credentials in request URLs (access log lines, and the error log's
+    "Error handling request" lines) replaced by `[redacted]`."""
+
+    def atoms(self, resp, req, environ, request_time) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        atoms = super().atoms(resp, req, environ, request_time)
+        # Every atom: the request line and query (r, q), the Referer (f), and the {...}e environ values.
+        return {name: redact(value) if isinstance(value, str) else value for name, value in atoms.items()}
+
+    def error(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().error(msg, *_redacted(args), **kwargs)
+
+    def exception(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().exception(msg, *_redacted(args), **kwargs)
+
+    def warning(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().warning(msg, *_redacted(args), **kwargs)
+
+    def info(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().info(msg, *_redacted(args), **kwargs)
+
+
+def _redacted(args: tuple) -> tuple:
+    return tuple(redact(arg) if isinstance(arg, str) else arg for arg in args)

@@ -36,6 +36,13 @@ class CoreConfig:
     heartbeat_seconds: float
     event_retention: int
     subscriber_buffer: int
+    subscriber_buffer_bytes: int
+    event_log_conversation_bytes: int
+    event_log_bytes: int
+    streams_per_user: int
+    stream_send_buffer_bytes: int
+    stream_access_check_seconds: float
+    stream_ticket_seconds: int
     health_interval: float
     max_body_bytes: int
     log_level: str
@@ -98,6 +105,13 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         heartbeat_seconds=env.float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05),
         event_retention=env.int("EVENT_RETENTION", 1000, minimum=1),
         subscriber_buffer=env.int("SUBSCRIBER_BUFFER", 1000, minimum=1),
+        subscriber_buffer_bytes=env.int("SUBSCRIBER_BUFFER_BYTES", 1 << 20, minimum=1024),
+        event_log_conversation_bytes=env.int("EVENT_LOG_CONVERSATION_BYTES", 4 << 20, minimum=1024),
+        event_log_bytes=env.int("EVENT_LOG_BYTES", 128 << 20, minimum=1024),
+        streams_per_user=env.int("STREAMS_PER_USER", 20, minimum=1),
+        stream_send_buffer_bytes=env.int("STREAM_SEND_BUFFER_BYTES", 64 << 10, minimum=0),
+        stream_access_check_seconds=env.float("STREAM_ACCESS_CHECK_SECONDS", 30.0, minimum=0.05),
+        stream_ticket_seconds=env.int("STREAM_TICKET_SECONDS", 60, minimum=1, maximum=3600),
         health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         log_level=env.log_level(),

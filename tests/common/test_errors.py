@@ -23,6 +23,7 @@ from common.errors import (
     ToolError,
     ToolExecutionError,
     ToolNotFound,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
     from_body,
@@ -42,6 +43,7 @@ CLASSES = [
     (Conflict, 409, "conflict"),
     (PayloadTooLarge, 413, "payload_too_large"),
     (MisdirectedRequest, 421, "misdirected_request"),
+    (TooManyRequests, 429, "too_many_requests"),
     (UnsupportedMediaType, 415, "unsupported_media_type"),
     (ToolExecutionError, 500, "tool_execution_error"),
     (ServiceUnavailable, 503, "unavailable"),
@@ -118,7 +120,6 @@ def test_from_body_without_status_rebuilds_known_code(cls, status, code):
 @pytest.mark.parametrize(
     ("status", "code"),
     [
-        (429, "too_many_requests"),
         (418, "teapot"),
         (500, "database_exploded"),
         (500, "not_found"),  # a known code with a different status keeps the remote status

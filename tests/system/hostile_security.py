@@ -155,6 +155,7 @@ def authenticated_attempts(ws: str, conv: str) -> list[tuple[str, str, str, dict
         ("POST", f"{c}/messages", f"/v1/conversation/{conv}/messages", {"json": {"content": "let me in"}}),
         ("GET", f"{c}/messages", f"/v1/conversation/{conv}/messages", {}),
         ("GET", f"{c}/messages/stream", f"/v1/conversation/{conv}/messages/stream", {}),
+        ("POST", f"{c}/stream-ticket", f"/v1/conversation/{conv}/stream-ticket", {}),
         ("POST", "/v1/context", "/v1/context", {"json": {"query": "owl", "conversation_id": conv}}),
         ("POST", "/v1/search", "/v1/search", {"json": {"query": "owl"}}),
         ("POST", "/v1/analyze", "/v1/analyze", {"json": {"conversation_id": conv, "analysis_type": "summary"}}),
