@@ -20,7 +20,7 @@ from common.errors import ServiceError, ToolExecutionError
 
 log = logging.getLogger(__name__)
 
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 HEARTBEAT = b": ping\n\n"
 
 

@@ -43,7 +43,7 @@ def test_sse_response_headers():
     assert response.mimetype == "text/event-stream"
     for name, value in HEADERS.items():
         assert response.headers[name] == value
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Accel-Buffering"] == "no"
     assert response.is_streamed
 
