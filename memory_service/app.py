@@ -27,7 +27,9 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app = base_app(__name__, service="memory", max_body_bytes=settings.max_body_bytes,
                    log_level=settings.log_level)
     db = Database(settings.database_path, pool_size=settings.db_pool_size,
-                  synchronous=settings.sqlite_synchronous)
+                  synchronous=settings.sqlite_synchronous,
+                  idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+                  max_metadata_bytes=settings.max_metadata_bytes, max_page_bytes=settings.max_page_bytes)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.db"] = db
     tools, resources = build_tools(db), build_resources(db)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from common.config import ConfigError, Env
 from common.mcp_origins import parse_allowed_origins
+from common.models import DEFAULT_MAX_METADATA_BYTES
+from memory_service.idempotency import DEFAULT_TTL_SECONDS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///var/cortex-memory.db"
@@ -24,6 +26,9 @@ class MemoryConfig:
     db_pool_size: int
     sqlite_synchronous: str
     mcp_allowed_origins: tuple[str, ...]
+    idempotency_ttl_seconds: int
+    max_metadata_bytes: int
+    max_page_bytes: int
 
 
 def sqlite_path(url: str) -> str:
@@ -49,4 +54,10 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
         sqlite_synchronous=env.choice("SQLITE_SYNCHRONOUS", "normal", ("normal", "full")),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
+        # A retry comes within seconds to minutes; below a minute a slow retry would store twice.
+        idempotency_ttl_seconds=env.int("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS, minimum=60),
+        max_metadata_bytes=env.int("MAX_METADATA_BYTES", DEFAULT_MAX_METADATA_BYTES, minimum=2),
+        # Above the largest single message (32,000 characters, metadata, JSON escaping), so every page
+        # holds at least one.
+        max_page_bytes=env.int("MAX_PAGE_BYTES", 1024 * 1024, minimum=512 * 1024),
     )

@@ -93,7 +93,7 @@ def create_conversation(
     metadata: dict[str, Any] | None = None, *, idempotency: IdempotencyKey | None = None,
 ) -> dict[str, Any]:
     """Create a conversation in a workspace the user owns; participants are the creator then the given ids."""
-    metadata_json = encode_metadata(metadata)
+    metadata_json = encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         require_owner(conn, user_id, workspace_id)
@@ -152,7 +152,7 @@ def update_conversation(
 
     New participant ids replace the old ones, but the conversation's creator always stays first.
     """
-    metadata_json = None if metadata is None else encode_metadata(metadata)
+    metadata_json = None if metadata is None else encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         row = load_conversation(conn, user_id, conversation_id, owner_only=True)

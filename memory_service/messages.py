@@ -59,7 +59,7 @@ def store_input(
     """Append a message from the user to a conversation they may read; it gets the next sequence number."""
     if role not in ROLES:
         raise InvalidArguments(f"role must be one of {', '.join(ROLES)}")
-    metadata_json = encode_metadata(metadata)
+    metadata_json = encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         conversation = load_conversation(conn, user_id, conversation_id)
@@ -96,7 +96,7 @@ def update_message(
 
     Only the sender or the workspace owner may.
     """
-    metadata_json = None if metadata is None else encode_metadata(metadata)
+    metadata_json = None if metadata is None else encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         row = _load_for(conn, user_id, message_id, modify=True)

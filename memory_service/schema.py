@@ -47,8 +47,22 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF content ON mess
     INSERT INTO messages_fts(rowid, content) VALUES (new.seq_global, new.content);
 END;
 -- WITHOUT ROWID: looked up and inserted by its random key on every mutating call, so one B-tree, not two.
+-- subject_id: the message, conversation or workspace the stored result is a copy of (idempotency.py).
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY, tool TEXT NOT NULL, fingerprint TEXT NOT NULL, result_json TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL, subject_id TEXT
 ) WITHOUT ROWID;
 """
+
+# Databases made before idempotency_keys.subject_id existed get the column before SCHEMA_AFTER_COLUMNS,
+# which uses it, runs (db.py does this inside the schema's transaction).
+ADDED_COLUMNS = (("idempotency_keys", "subject_id", "TEXT"),)
+
+SCHEMA_AFTER_COLUMNS = (
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys(created_at)",
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_subject ON idempotency_keys(subject_id)",
+    # Deleting an object deletes the replayable copies of it; cascades fire these too.
+    *(f"CREATE TRIGGER IF NOT EXISTS {table}_idempotency_delete AFTER DELETE ON {table} BEGIN"
+      " DELETE FROM idempotency_keys WHERE subject_id = old.id; END"
+      for table in ("messages", "conversations", "workspaces")),
+)
