@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     content, content='messages', content_rowid='seq_global', tokenize='unicode61 remove_diacritics 2'
 );
+-- Where each word occurs (term, doc, col, offset): search ranks from it over the caller's messages only.
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts_instances USING fts5vocab(messages_fts, 'instance');
 -- Foreign-key cascades fire these triggers too, so deleting a workspace also cleans the index.
 CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts(rowid, content) VALUES (new.seq_global, new.content);

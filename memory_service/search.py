@@ -1,41 +1,91 @@
-"""Ranked full-text search (SQLite FTS5, BM25) over the messages a user may read."""
+"""Ranked full-text search over the messages a user may read: SQLite FTS5 finds them, BM25 ranks them.
+
+FTS5's own bm25() takes its statistics (how many messages hold a word, how long messages are) from the
+whole index, every user's messages included, so its scores told a user how often a word occurs in
+messages they cannot read. Here the index only says where the query's words occur (`messages_fts_instances`,
+an fts5vocab table); the caller's readable messages are kept and the statistics come from them alone, so
+nothing returned depends on anyone else's messages.
+"""
 
 from __future__ import annotations
 
+import functools
+import heapq
+import math
 import re
 import sqlite3
+import unicodedata
+from collections.abc import Mapping
+from contextlib import closing
 from typing import Any
 
 from memory_service.conversations import READABLE_CONVERSATION_IDS, load_conversation
 from memory_service.db import MAX_LIMIT, Database, clamp
 from memory_service.messages import message_from_row
+from memory_service.pages import take_within
 from memory_service.users import require_user
 
 MAX_TOKENS = 64
+K1, B = 1.2, 0.75  # BM25's usual constants, as FTS5 uses them
 # Letters and digits only, like FTS5's unicode61 tokenizer; underscores separate words there too.
 _WORD = re.compile(r"[^\W_]+")
 
 
-def match_expression(query: str) -> str | None:
-    """An FTS5 MATCH expression ORing the query's words, each quoted so no user text is FTS syntax.
+@functools.lru_cache(maxsize=4096)
+def fold(word: str) -> str:
+    """A word as the index stores it (unicode61, remove_diacritics 2): lower case, and a Latin letter's
+    accents dropped ("Zürich" is "zurich"); other scripts keep their marks, as the tokenizer does."""
+    letters = []
+    for char in word.lower():
+        parts = unicodedata.normalize("NFD", char)
+        if len(parts) > 1 and parts[0].isascii() and all(unicodedata.combining(mark) for mark in parts[1:]):
+            char = parts[0]
+        letters.append(char)
+    return "".join(letters)
 
-    None when the query holds no words.
+
+def terms(query: str) -> list[str]:
+    """The query's distinct words as index terms, at most MAX_TOKENS of them. Any text is only words
+    here: FTS5 syntax (quotes, AND, NEAR, column filters) means nothing."""
+    return list(dict.fromkeys(fold(word) for word in _WORD.findall(query)))[:MAX_TOKENS]
+
+
+def bm25(term_counts: Mapping[int, Mapping[str, int]], lengths: Mapping[int, int], total: int) -> dict[int, float]:
+    """Okapi BM25 of each document from its count of each term, its length and the corpus size `total`.
+
+    Document frequencies and the average length come from the given documents (every match of the
+    caller's), and idf is Lucene's log(1 + (N - df + 0.5) / (df + 0.5)), positive even in a small corpus
+    where a word occurs in most messages (FTS5 flattens that case to 1e-6).
     """
-    tokens = list(dict.fromkeys(word.lower() for word in _WORD.findall(query)))[:MAX_TOKENS]
-    if not tokens:
-        return None
-    return " OR ".join('"' + token.replace('"', '""') + '"' for token in tokens)
+    if not term_counts:
+        return {}
+    frequency: dict[str, int] = {}
+    for counts in term_counts.values():
+        for term in counts:
+            frequency[term] = frequency.get(term, 0) + 1
+    idf = {term: math.log(1 + (total - df + 0.5) / (df + 0.5)) for term, df in frequency.items()}
+    average = sum(lengths.values()) / len(lengths) or 1.0
+    saturation = K1 + 1
+    scores = {}
+    for doc, counts in term_counts.items():
+        norm = K1 * (1 - B + B * lengths[doc] / average)
+        # Summed in the order the counts came (by term), so equal inputs give bit-equal scores.
+        scores[doc] = sum(idf[term] * tf * saturation / (tf + norm) for term, tf in counts.items())
+    return scores
 
 
 def search_messages(
-    db: Database, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10
+    db: Database, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """The best-matching messages the user may read (optionally in one conversation), best first.
 
-    Each result is a message plus a positive `score` (negated BM25: higher is better).
+    Each result is a message plus a positive BM25 `score` (higher is better) computed over the caller's
+    own readable messages. Results skip the best `offset` and stop at `limit` or `db.max_page_bytes` of
+    JSON; `has_more` says more matched, and `next_offset` is the offset to go on from.
     """
-    limit = clamp(limit, 1, MAX_LIMIT)
-    expression = match_expression(query)
+    limit, offset = clamp(limit, 1, MAX_LIMIT), max(0, int(offset))
+    words = terms(query)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         if conversation_id is None:
@@ -44,18 +94,31 @@ def search_messages(
         else:
             load_conversation(conn, user_id, conversation_id)
             scope = "m.conversation_id = :conversation_id"
-        if expression is None:
-            return {"results": [], "count": 0, "query": query}
-        # Ranking runs over every match, so an old message is found as readily as a recent one.
-        rows = conn.execute(
-            "WITH hits AS (SELECT rowid, bm25(messages_fts) AS rank FROM messages_fts"
-            " WHERE messages_fts MATCH :expression)"
-            " SELECT m.*, -hits.rank AS score FROM hits JOIN messages m ON m.seq_global = hits.rowid"
-            f" WHERE {scope} ORDER BY hits.rank, m.seq_global DESC LIMIT :limit",
-            {"expression": expression, "user_id": user_id, "conversation_id": conversation_id,
-             "limit": limit},
-        ).fetchall()
-        results = [{**message_from_row(row), "score": row["score"]} for row in rows]
-        return {"results": results, "count": len(results), "query": query}
+        if not words:
+            return {"results": [], "count": 0, "query": query, "has_more": False, "next_offset": offset}
+        params: dict[str, Any] = {"user_id": user_id, "conversation_id": conversation_id}
+        params.update((f"t{index}", word) for index, word in enumerate(words))
+        total = conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {scope}", params).fetchone()[0]
+        # Every occurrence of the words, counted per message; ranking runs over every match, so an old
+        # message is found as readily as a recent one.
+        term_counts: dict[int, dict[str, int]] = {}
+        lengths: dict[int, int] = {}
+        cursor = conn.execute(
+            "SELECT v.doc, v.term, COUNT(*), length(m.content) FROM messages_fts_instances v"
+            " JOIN messages m ON m.seq_global = v.doc"
+            f" WHERE v.term IN ({', '.join(f':t{index}' for index in range(len(words)))}) AND {scope}"
+            " GROUP BY v.doc, v.term", params)
+        with closing(cursor):
+            for doc, term, count, length in cursor:
+                term_counts.setdefault(doc, {})[term] = count
+                lengths[doc] = length
+        scores = bm25(term_counts, lengths, total)
+        # One more than the page can hold tells whether more matched.
+        ranked = heapq.nsmallest(offset + limit + 1, scores, key=lambda doc: (-scores[doc], -doc))[offset:]
+        rows = (conn.execute("SELECT * FROM messages WHERE seq_global = ?", (doc,)).fetchone() for doc in ranked)
+        results, more = take_within(({**message_from_row(row), "score": scores[row["seq_global"]]}
+                                     for row in rows), limit, db.max_page_bytes)
+        return {"results": results, "count": len(results), "query": query, "has_more": more,
+                "next_offset": offset + len(results)}
 
     return db.read(tx)
