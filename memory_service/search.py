@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import json
 import math
 import re
 import sqlite3
@@ -117,7 +118,7 @@ def search_messages(
         ranked = heapq.nsmallest(offset + limit + 1, scores, key=lambda doc: (-scores[doc], -doc))[offset:]
         rows = (conn.execute("SELECT * FROM messages WHERE seq_global = ?", (doc,)).fetchone() for doc in ranked)
         results, more = take_within(({**message_from_row(row), "score": scores[row["seq_global"]]}
-                                     for row in rows), limit, db.max_page_bytes)
+                                     for row in rows), limit, db.max_page_bytes - len(json.dumps(query)))
         return {"results": results, "count": len(results), "query": query, "has_more": more,
                 "next_offset": offset + len(results)}
 
