@@ -4,8 +4,10 @@ pages, and search results that another user's messages cannot change."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import uuid
+from contextlib import closing
 
 import pytest
 
@@ -20,8 +22,10 @@ CORE_METADATA_BYTES = 16 * 1024
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    started = start_stack(tmp_path_factory.mktemp("data"), common_env={
+    tmp = tmp_path_factory.mktemp("data")
+    started = start_stack(tmp, common_env={
         "MAX_PAGE_BYTES": str(PAGE_BYTES), "MAX_METADATA_BYTES": str(MEMORY_METADATA_BYTES)})
+    started.db_path = tmp / "m.db"  # type: ignore[attr-defined]
     yield started
     started.stop()
 
@@ -102,6 +106,26 @@ def test_message_pages_stay_under_the_byte_budget_and_page_through_everything_on
             break
         after = page["next_after_sequence"]
     assert seen == list(range(1, len(seen) + 1)) and len(seen) >= 28 and pages >= 2
+
+
+def test_deleting_a_conversation_deletes_the_replay_copies_of_its_messages(stack):
+    api = new_user(stack)
+    conv = api.conversation()
+    secret = f"secret-{uuid.uuid4().hex}"
+    key = {"Idempotency-Key": f"key-{uuid.uuid4().hex[:16]}"}
+    first = api.request("POST", f"/v1/conversation/{conv}/messages", json={"content": secret}, headers=key)
+    retried = api.request("POST", f"/v1/conversation/{conv}/messages", json={"content": secret}, headers=key)
+    assert first.status_code == retried.status_code == 202
+    assert retried.json()["message"]["id"] == first.json()["message"]["id"]
+
+    def copies() -> int:
+        with closing(sqlite3.connect(f"file:{stack.db_path}?mode=ro", uri=True)) as conn:
+            return conn.execute("SELECT COUNT(*) FROM idempotency_keys WHERE result_json LIKE ?",
+                                (f"%{secret}%",)).fetchone()[0]
+
+    assert copies() == 1
+    assert api.request("DELETE", f"/v1/conversation/{conv}").status_code == 200
+    assert copies() == 0
 
 
 def mode(path) -> int:
