@@ -80,6 +80,8 @@ def create_private(path: str) -> None:
                 os.chmod(name, 0o600)
         except FileNotFoundError:
             pass
+        except PermissionError:  # another user's file: its owner decides who may read it
+            pass
 
 
 def _patched() -> bool:
