@@ -7,6 +7,7 @@ threadpool while the pool of connections is managed on the greenlet side.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import sqlite3
@@ -157,6 +158,10 @@ class Database:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        try:
+            conn.execute("SELECT ln(1)")
+        except sqlite3.OperationalError:  # an SQLite built without its math functions; search needs ln()
+            conn.create_function("ln", 1, math.log, deterministic=True)
         return conn
 
     @staticmethod

@@ -10,14 +10,10 @@ nothing returned depends on anyone else's messages.
 from __future__ import annotations
 
 import functools
-import heapq
 import json
-import math
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Mapping
-from contextlib import closing
 from typing import Any
 
 from memory_service.conversations import READABLE_CONVERSATION_IDS, load_conversation
@@ -51,28 +47,23 @@ def terms(query: str) -> list[str]:
     return list(dict.fromkeys(fold(word) for word in _WORD.findall(query)))[:MAX_TOKENS]
 
 
-def bm25(term_counts: Mapping[int, Mapping[str, int]], lengths: Mapping[int, int], total: int) -> dict[int, float]:
-    """Okapi BM25 of each document from its count of each term, its length and the corpus size `total`.
-
-    Document frequencies and the average length come from the given documents (every match of the
-    caller's), and idf is Lucene's log(1 + (N - df + 0.5) / (df + 0.5)), positive even in a small corpus
-    where a word occurs in most messages (FTS5 flattens that case to 1e-6).
-    """
-    if not term_counts:
-        return {}
-    frequency: dict[str, int] = {}
-    for counts in term_counts.values():
-        for term in counts:
-            frequency[term] = frequency.get(term, 0) + 1
-    idf = {term: math.log(1 + (total - df + 0.5) / (df + 0.5)) for term, df in frequency.items()}
-    average = sum(lengths.values()) / len(lengths) or 1.0
-    saturation = K1 + 1
-    scores = {}
-    for doc, counts in term_counts.items():
-        norm = K1 * (1 - B + B * lengths[doc] / average)
-        # Summed in the order the counts came (by term), so equal inputs give bit-equal scores.
-        scores[doc] = sum(idf[term] * tf * saturation / (tf + norm) for term, tf in counts.items())
-    return scores
+# Okapi BM25 over the caller's matching messages (`scope`), from where the index says each query term
+# occurs (`messages_fts_instances`, an fts5vocab table): term counts per message, document frequencies and
+# the average length (in characters) over the caller's matches, N = :total, the caller's messages in
+# scope. idf is Lucene's log(1 + (N - df + 0.5) / (df + 0.5)), positive even in a small corpus where a
+# word is in most messages (FTS5 flattens that to 1e-6). Equal scores: the newer message first.
+BM25_SQL = """
+WITH counts AS (
+    SELECT v.doc AS doc, v.term AS term, COUNT(*) AS tf, length(m.content) AS len
+    FROM messages_fts_instances v JOIN messages m ON m.seq_global = v.doc
+    WHERE v.term IN ({terms}) AND {scope} GROUP BY v.doc, v.term),
+frequencies AS (SELECT term, ln(1 + (:total - COUNT(*) + 0.5) / (COUNT(*) + 0.5)) AS idf
+                FROM counts GROUP BY term),
+average AS (SELECT AVG(len) AS len FROM (SELECT doc, MAX(len) AS len FROM counts GROUP BY doc))
+SELECT counts.doc, SUM(idf * tf * (:k1 + 1) / (tf + :k1 * (1 - :b + :b * counts.len / average.len))) AS score
+FROM counts JOIN frequencies USING (term), average
+GROUP BY counts.doc ORDER BY score DESC, counts.doc DESC LIMIT :take OFFSET :skip
+"""
 
 
 def search_messages(
@@ -100,23 +91,14 @@ def search_messages(
         params: dict[str, Any] = {"user_id": user_id, "conversation_id": conversation_id}
         params.update((f"t{index}", word) for index, word in enumerate(words))
         total = conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {scope}", params).fetchone()[0]
-        # Every occurrence of the words, counted per message; ranking runs over every match, so an old
-        # message is found as readily as a recent one.
-        term_counts: dict[int, dict[str, int]] = {}
-        lengths: dict[int, int] = {}
-        cursor = conn.execute(
-            "SELECT v.doc, v.term, COUNT(*), length(m.content) FROM messages_fts_instances v"
-            " JOIN messages m ON m.seq_global = v.doc"
-            f" WHERE v.term IN ({', '.join(f':t{index}' for index in range(len(words)))}) AND {scope}"
-            " GROUP BY v.doc, v.term", params)
-        with closing(cursor):
-            for doc, term, count, length in cursor:
-                term_counts.setdefault(doc, {})[term] = count
-                lengths[doc] = length
-        scores = bm25(term_counts, lengths, total)
-        # One more than the page can hold tells whether more matched.
-        ranked = heapq.nsmallest(offset + limit + 1, scores, key=lambda doc: (-scores[doc], -doc))[offset:]
-        rows = (conn.execute("SELECT * FROM messages WHERE seq_global = ?", (doc,)).fetchone() for doc in ranked)
+        # One more than the page can hold tells whether more matched; ranking runs over every match, so
+        # an old message is found as readily as a recent one.
+        ranked = conn.execute(
+            BM25_SQL.format(terms=", ".join(f":t{index}" for index in range(len(words))), scope=scope),
+            {**params, "total": total, "k1": K1, "b": B, "skip": offset, "take": limit + 1},
+        ).fetchall()
+        scores = dict(ranked)
+        rows = (conn.execute("SELECT * FROM messages WHERE seq_global = ?", (doc,)).fetchone() for doc, _ in ranked)
         results, more = take_within(({**message_from_row(row), "score": scores[row["seq_global"]]}
                                      for row in rows), limit, db.max_page_bytes - len(json.dumps(query)))
         return {"results": results, "count": len(results), "query": query, "has_more": more,
