@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_METADATA_DEPTH = 32
+DEFAULT_MAX_METADATA_BYTES = 16 * 1024
 
 # Ids are uuid4 strings here, but any short slug-like id is accepted; anything else is a bad argument.
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -28,7 +30,16 @@ def _plain_json(value: Any, depth: int = 1) -> Any:
     return value
 
 
+def _small_json(value: dict) -> dict:
+    """Refuse metadata above the default size early; Memory enforces its configured MAX_METADATA_BYTES."""
+    size = len(json.dumps(value))
+    if size > DEFAULT_MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON, more than the {DEFAULT_MAX_METADATA_BYTES} allowed")
+    return value
+
+
 Metadata = Annotated[dict, Field(max_length=100), AfterValidator(_plain_json)]
+SmallMetadata = Annotated[Metadata, AfterValidator(_small_json)]
 # Whitespace and control characters (NUL included) have no place in an address.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
                                          pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from common.models import Arguments, Email, Id, Limit, Metadata, Offset
+from common.models import Arguments, Email, Id, Limit, Metadata, Offset, SmallMetadata
 
 Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -71,7 +71,7 @@ class InvitationQuery(Page):
 class MessageIn(Arguments):
     # Whitespace alone is not a message anyone can answer; it is refused rather than stored.
     content: Annotated[Content, Field(pattern=r"\S")]
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: SmallMetadata = Field(default_factory=dict)
 
 
 class HistoryQuery(Arguments):

@@ -29,7 +29,9 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app = base_app(__name__, service="memory", max_body_bytes=settings.max_body_bytes,
                    log_level=settings.log_level)
     db = Database(settings.database_path, pool_size=settings.db_pool_size,
-                  synchronous=settings.sqlite_synchronous)
+                  synchronous=settings.sqlite_synchronous,
+                  idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+                  max_metadata_bytes=settings.max_metadata_bytes, max_page_bytes=settings.max_page_bytes)
     if not settings.in_process:  # reached only through the Core's own client, never by a browser
         install_host_check(app, settings.service_token, settings.allowed_hosts)
     app.extensions["cortex.settings"] = settings

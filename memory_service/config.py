@@ -9,6 +9,8 @@ from pathlib import Path
 from common.auth import allowed_hosts_setting, service_token_setting
 from common.config import ConfigError, Env
 from common.mcp_origins import parse_allowed_origins
+from common.models import DEFAULT_MAX_METADATA_BYTES
+from memory_service.idempotency import DEFAULT_TTL_SECONDS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///var/cortex-memory.db"
@@ -29,6 +31,9 @@ class MemoryConfig:
     mcp_allowed_origins: tuple[str, ...]
     max_conversation_participants: int
     max_pending_invitations: int
+    idempotency_ttl_seconds: int
+    max_metadata_bytes: int
+    max_page_bytes: int
 
 
 def sqlite_path(url: str) -> str:
@@ -62,4 +67,10 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
         max_conversation_participants=env.int("MAX_CONVERSATION_PARTICIPANTS", 100, minimum=1, maximum=10_000),
         max_pending_invitations=env.int("MAX_PENDING_INVITATIONS", 100, minimum=1, maximum=10_000),
+        # A retry comes within seconds to minutes; below a minute a slow retry would store twice.
+        idempotency_ttl_seconds=env.int("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL_SECONDS, minimum=60),
+        max_metadata_bytes=env.int("MAX_METADATA_BYTES", DEFAULT_MAX_METADATA_BYTES, minimum=2),
+        # Above the largest single message (32,000 characters, metadata, JSON escaping), so every page
+        # holds at least one.
+        max_page_bytes=env.int("MAX_PAGE_BYTES", 1024 * 1024, minimum=512 * 1024),
     )

@@ -98,7 +98,7 @@ def create_conversation(
 ) -> dict[str, Any]:
     """Create a conversation in a workspace the user owns, with the creator as its only participant and an
     invitation for each of the given ids (returned as `invitations`)."""
-    metadata_json = encode_metadata(metadata)
+    metadata_json = encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         require_owner(conn, user_id, workspace_id)
@@ -161,7 +161,7 @@ def update_conversation(
     `participant_ids` is who should take part: members left out are removed, pending invitations left out
     are withdrawn, and the others are invited (`invitations` lists every pending one). The owner stays.
     """
-    metadata_json = None if metadata is None else encode_metadata(metadata)
+    metadata_json = None if metadata is None else encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         row = load_conversation(conn, user_id, conversation_id, owner_only=True)

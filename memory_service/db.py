@@ -7,32 +7,31 @@ threadpool while the pool of connections is managed on the greenlet side.
 from __future__ import annotations
 
 import json
+import math
+import os
 import queue
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import gevent
 import gevent.monkey
 
-from common.errors import Conflict, InvalidArguments
-from memory_service.schema import SCHEMA
+from common.errors import InvalidArguments, PayloadTooLarge
+from common.models import DEFAULT_MAX_METADATA_BYTES
+from memory_service.idempotency import DEFAULT_TTL_SECONDS, IdempotencyKey, remembered
+from memory_service.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_AFTER_COLUMNS
 from memory_service.writes import GroupCommitter
 
 T = TypeVar("T")
 
 MAX_LIMIT = 1000
+DEFAULT_PAGE_BYTES = 1024 * 1024
 
-
-
-class IdempotencyKey(NamedTuple):
-    key: str
-    tool: str
-    fingerprint: str
 
 
 def utc_now() -> str:
@@ -50,16 +49,40 @@ def clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, int(value)))
 
 
-def encode_metadata(metadata: dict[str, Any] | None) -> str:
-    """Metadata as stored JSON; None is an empty object, anything else must be a JSON-serialisable dict."""
+def encode_metadata(metadata: dict[str, Any] | None, max_bytes: int) -> str:
+    """Metadata as stored JSON; None is an empty object, anything else must be a JSON-serialisable dict
+    of at most `max_bytes` once serialised (PayloadTooLarge above)."""
     if metadata is None:
         return "{}"
     if not isinstance(metadata, dict):
         raise InvalidArguments("metadata must be an object")
     try:
-        return json.dumps(metadata)
+        encoded = json.dumps(metadata)
     except (TypeError, ValueError) as exc:
         raise InvalidArguments("metadata must be JSON-serialisable") from exc
+    # json.dumps escapes every non-ASCII character, so characters are bytes here.
+    if len(encoded) > max_bytes:
+        raise PayloadTooLarge(f"metadata is {len(encoded)} bytes as JSON, more than the {max_bytes} allowed",
+                              {"field": "metadata", "bytes": len(encoded), "max_bytes": max_bytes})
+    return encoded
+
+
+def create_private(path: str) -> None:
+    """Make sure the database file exists readable by its owner only; SQLite gives its -wal and -shm
+    files the database file's mode, so they are private too. A directory we create is private as well.
+
+    A database left world-readable by an older version is tightened on start.
+    """
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # another user's file: its owner decides who may read it
+            pass
 
 
 def _patched() -> bool:
@@ -104,12 +127,19 @@ def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Con
 class Database:
     """A pool of SQLite connections to one database file, with short read and write transactions."""
 
-    def __init__(self, path: str, pool_size: int = 8, synchronous: str = "normal") -> None:
+    def __init__(self, path: str, pool_size: int = 8, synchronous: str = "normal", *,
+                 idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS,
+                 max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES, max_page_bytes: int = DEFAULT_PAGE_BYTES,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         if synchronous not in ("normal", "full"):
             raise ValueError("synchronous must be normal or full")
         self.path = path
+        self.max_metadata_bytes = max_metadata_bytes
+        self.max_page_bytes = max_page_bytes
+        self._idempotency_ttl = timedelta(seconds=idempotency_ttl_seconds)
+        self._clock = clock
         self._synchronous = synchronous.upper()
         self._pool_size = pool_size
         # LIFO keeps the few hot connections in use and lets idle ones stay idle.
@@ -118,7 +148,7 @@ class Database:
         self._writes = GroupCommitter(self._run)
         self._created = 0
         self._closed = False
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)
         self._run(self._create_schema)
 
     def _connect(self) -> sqlite3.Connection:
@@ -128,6 +158,10 @@ class Database:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        try:
+            conn.execute("SELECT ln(1)")
+        except sqlite3.OperationalError:  # an SQLite built without its math functions; search needs ln()
+            conn.create_function("ln", 1, math.log, deterministic=True)
         return conn
 
     @staticmethod
@@ -136,7 +170,13 @@ class Database:
         # One transaction, so processes starting together never see half a schema. executescript commits
         # whatever is pending before it runs, so the transaction has to live inside the script.
         try:
-            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+            conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}")
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            for statement in SCHEMA_AFTER_COLUMNS:
+                conn.execute(statement)
+            conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -211,31 +251,14 @@ class Database:
         """Run `fn(conn)` in one BEGIN IMMEDIATE transaction, rolled back if it raises.
 
         With an idempotency key, a completed request with the same key replays its stored result without
-        calling `fn`; the same key for a different tool or arguments is a Conflict.
+        calling `fn` until the key expires; the same key for a different tool or arguments is a Conflict.
         """
         # Writes queue here, in the process, rather than in SQLite's busy handler (which sleeps in
         # millisecond steps), and the queue is committed in batches.
         if idempotency is None:
             return self._writes.submit(fn)
-        key = idempotency
-
-        def remembered(conn: sqlite3.Connection) -> Any:
-            row = conn.execute(
-                "SELECT tool, fingerprint, result_json FROM idempotency_keys WHERE key = ?", (key.key,)
-            ).fetchone()
-            if row is not None:
-                if row["tool"] != key.tool or row["fingerprint"] != key.fingerprint:
-                    raise Conflict("idempotency key reused for a different request")
-                return json.loads(row["result_json"])
-            result = fn(conn)
-            conn.execute(
-                "INSERT INTO idempotency_keys (key, tool, fingerprint, result_json, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (key.key, key.tool, key.fingerprint, json.dumps(result), utc_now()),
-            )
-            return result
-
-        return self._writes.submit(remembered)
+        key, ttl = idempotency, self._idempotency_ttl
+        return self._writes.submit(lambda conn: remembered(conn, key, fn, self._clock(), ttl))
 
     def ping(self) -> bool:
         """True when the database answers `SELECT 1`."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from functools import partial
 from typing import Any
 
 from common.errors import Forbidden, InvalidArguments, NotFound
 from memory_service.conversations import READABLE_CONVERSATION_IDS, load_conversation
 from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
+from memory_service.pages import take_within
 from memory_service.users import require_user
 
 ROLES = ("user", "assistant", "system")
@@ -59,7 +61,7 @@ def store_input(
     """Append a message from the user to a conversation they may read; it gets the next sequence number."""
     if role not in ROLES:
         raise InvalidArguments(f"role must be one of {', '.join(ROLES)}")
-    metadata_json = encode_metadata(metadata)
+    metadata_json = encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         conversation = load_conversation(conn, user_id, conversation_id)
@@ -96,7 +98,7 @@ def update_message(
 
     Only the sender or the workspace owner may.
     """
-    metadata_json = None if metadata is None else encode_metadata(metadata)
+    metadata_json = None if metadata is None else encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         row = _load_for(conn, user_id, message_id, modify=True)
@@ -127,15 +129,17 @@ def delete_message(
 
 
 def _page(
-    conn: sqlite3.Connection, conversation_id: str, after_sequence: int, limit: int, latest: bool = False
-) -> list[dict]:
+    conn: sqlite3.Connection, conversation_id: str, after_sequence: int, limit: int, budget: int,
+    latest: bool = False,
+) -> tuple[list[dict], bool]:
     order = "DESC" if latest else "ASC"
-    rows = conn.execute(
+    cursor = conn.execute(
         f"SELECT * FROM messages WHERE conversation_id = ? AND sequence > ? ORDER BY sequence {order} LIMIT ?",
-        (conversation_id, after_sequence, limit),
-    ).fetchall()
-    messages = [message_from_row(row) for row in rows]
-    return messages[::-1] if latest else messages
+        (conversation_id, after_sequence, limit + 1),
+    )
+    with closing(cursor):
+        messages, more = take_within(map(message_from_row, cursor), limit, budget)
+    return (messages[::-1] if latest else messages), more
 
 
 def list_messages(
@@ -143,13 +147,19 @@ def list_messages(
     latest: bool = False,
 ) -> dict[str, Any]:
     """Up to `limit` messages with a sequence above `after_sequence`, in chronological order; with
-    `latest`, the last `limit` of them (a conversation's recent turns), still chronological."""
+    `latest`, the last `limit` of them (a conversation's recent turns), still chronological.
+
+    A page also stops before `db.max_page_bytes` of JSON. `has_more` says messages were left out: read on
+    with `after_sequence` = `next_after_sequence` (with `latest`, the ones left out are older).
+    """
     limit, after_sequence = clamp(limit, 1, MAX_LIMIT), max(0, int(after_sequence))
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         load_conversation(conn, user_id, conversation_id)
-        messages = _page(conn, conversation_id, after_sequence, limit, latest)
-        return {"messages": messages, "count": len(messages), "conversation_id": conversation_id}
+        messages, more = _page(conn, conversation_id, after_sequence, limit, db.max_page_bytes, latest)
+        return {"messages": messages, "count": len(messages), "conversation_id": conversation_id,
+                "has_more": more,
+                "next_after_sequence": messages[-1]["sequence"] if messages else after_sequence}
 
     return db.read(tx)
 
@@ -164,10 +174,10 @@ def iter_conversation(
     def pages() -> Iterator[dict]:
         after = 0
         while True:
-            page = db.read(partial(_page, conversation_id=conversation_id, after_sequence=after,
-                                   limit=page_size))
+            page, more = db.read(partial(_page, conversation_id=conversation_id, after_sequence=after,
+                                         limit=page_size, budget=db.max_page_bytes))
             yield from page
-            if len(page) < page_size:
+            if not more:
                 return
             after = page[-1]["sequence"]
 
@@ -185,23 +195,28 @@ def iter_history(
     page_size = clamp(page_size, 1, MAX_LIMIT)
     remaining = None if limit is None else max(0, int(limit))
 
-    def history_page(conn: sqlite3.Connection, before: int, size: int) -> list[sqlite3.Row]:
-        return conn.execute(
+    def history_page(conn: sqlite3.Connection, before: int, size: int) -> tuple[list[dict], bool]:
+        cursor = conn.execute(
             f"SELECT * FROM messages WHERE conversation_id IN ({READABLE_CONVERSATION_IDS})"
             " AND seq_global < :before ORDER BY seq_global DESC LIMIT :size",
-            {"user_id": user_id, "before": before, "size": size},
-        ).fetchall()
+            {"user_id": user_id, "before": before, "size": size + 1},
+        )
+        with closing(cursor):
+            # The position to go on from is seq_global, which the public shape leaves out.
+            rows = ({**message_from_row(row), "_seq": row["seq_global"]} for row in cursor)
+            return take_within(rows, size, db.max_page_bytes)
 
     def pages() -> Iterator[dict]:
         before, left = _AFTER_LAST_ROWID, remaining
         while left is None or left > 0:
             size = page_size if left is None else min(page_size, left)
-            rows = db.read(partial(history_page, before=before, size=size))
-            yield from (message_from_row(row) for row in rows)
-            if len(rows) < size:
+            page, more = db.read(partial(history_page, before=before, size=size))
+            for message in page:
+                yield {key: value for key, value in message.items() if key != "_seq"}
+            if not more:
                 return
-            before = rows[-1]["seq_global"]
-            left = None if left is None else left - len(rows)
+            before = page[-1]["_seq"]
+            left = None if left is None else left - len(page)
 
     return pages()
 

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     content, content='messages', content_rowid='seq_global', tokenize='unicode61 remove_diacritics 2'
 );
+-- Where each word occurs (term, doc, col, offset): search ranks from it over the caller's messages only.
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts_instances USING fts5vocab(messages_fts, 'instance');
 -- Foreign-key cascades fire these triggers too, so deleting a workspace also cleans the index.
 CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
     INSERT INTO messages_fts(rowid, content) VALUES (new.seq_global, new.content);
@@ -51,9 +53,10 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF content ON mess
     INSERT INTO messages_fts(rowid, content) VALUES (new.seq_global, new.content);
 END;
 -- WITHOUT ROWID: looked up and inserted by its random key on every mutating call, so one B-tree, not two.
+-- subject_id: the message, conversation or workspace the stored result is a copy of (idempotency.py).
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY, tool TEXT NOT NULL, fingerprint TEXT NOT NULL, result_json TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL, subject_id TEXT
 ) WITHOUT ROWID;
 -- Membership (conversation_participants) comes only from creating the conversation or from an invitation
 -- its invitee accepted; until then the invitee cannot read the conversation, nor does it feed their replies.
@@ -89,3 +92,16 @@ UPDATE conversations
 INSERT OR IGNORE INTO schema_migrations (name, applied_at)
     VALUES ('participants-by-consent', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));
 """
+
+# Databases made before idempotency_keys.subject_id existed get the column before SCHEMA_AFTER_COLUMNS,
+# which uses it, runs (db.py does this inside the schema's transaction).
+ADDED_COLUMNS = (("idempotency_keys", "subject_id", "TEXT"),)
+
+SCHEMA_AFTER_COLUMNS = (
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys(created_at)",
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_subject ON idempotency_keys(subject_id)",
+    # Deleting an object deletes the replayable copies of it; cascades fire these too.
+    *(f"CREATE TRIGGER IF NOT EXISTS {table}_idempotency_delete AFTER DELETE ON {table} BEGIN"
+      " DELETE FROM idempotency_keys WHERE subject_id = old.id; END"
+      for table in ("messages", "conversations", "workspaces")),
+)

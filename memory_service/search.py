@@ -1,41 +1,83 @@
-"""Ranked full-text search (SQLite FTS5, BM25) over the messages a user may read."""
+"""Ranked full-text search over the messages a user may read: SQLite FTS5 finds them, BM25 ranks them.
+
+FTS5's own bm25() takes its statistics (how many messages hold a word, how long messages are) from the
+whole index, every user's messages included, so its scores told a user how often a word occurs in
+messages they cannot read. Here the index only says where the query's words occur (`messages_fts_instances`,
+an fts5vocab table); the caller's readable messages are kept and the statistics come from them alone, so
+nothing returned depends on anyone else's messages.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import sqlite3
+import unicodedata
 from typing import Any
 
 from memory_service.conversations import READABLE_CONVERSATION_IDS, load_conversation
 from memory_service.db import MAX_LIMIT, Database, clamp
 from memory_service.messages import message_from_row
+from memory_service.pages import take_within
 from memory_service.users import require_user
 
 MAX_TOKENS = 64
+K1, B = 1.2, 0.75  # BM25's usual constants, as FTS5 uses them
 # Letters and digits only, like FTS5's unicode61 tokenizer; underscores separate words there too.
 _WORD = re.compile(r"[^\W_]+")
 
 
-def match_expression(query: str) -> str | None:
-    """An FTS5 MATCH expression ORing the query's words, each quoted so no user text is FTS syntax.
+@functools.lru_cache(maxsize=4096)
+def fold(word: str) -> str:
+    """A word as the index stores it (unicode61, remove_diacritics 2): lower case, and a Latin letter's
+    accents dropped ("Zürich" is "zurich"); other scripts keep their marks, as the tokenizer does."""
+    letters = []
+    for char in word.lower():
+        parts = unicodedata.normalize("NFD", char)
+        if len(parts) > 1 and parts[0].isascii() and all(unicodedata.combining(mark) for mark in parts[1:]):
+            char = parts[0]
+        letters.append(char)
+    return "".join(letters)
 
-    None when the query holds no words.
-    """
-    tokens = list(dict.fromkeys(word.lower() for word in _WORD.findall(query)))[:MAX_TOKENS]
-    if not tokens:
-        return None
-    return " OR ".join('"' + token.replace('"', '""') + '"' for token in tokens)
+
+def terms(query: str) -> list[str]:
+    """The query's distinct words as index terms, at most MAX_TOKENS of them. Any text is only words
+    here: FTS5 syntax (quotes, AND, NEAR, column filters) means nothing."""
+    return list(dict.fromkeys(fold(word) for word in _WORD.findall(query)))[:MAX_TOKENS]
+
+
+# Okapi BM25 over the caller's matching messages (`scope`), from where the index says each query term
+# occurs (`messages_fts_instances`, an fts5vocab table): term counts per message, document frequencies and
+# the average length (in characters) over the caller's matches, N = :total, the caller's messages in
+# scope. idf is Lucene's log(1 + (N - df + 0.5) / (df + 0.5)), positive even in a small corpus where a
+# word is in most messages (FTS5 flattens that to 1e-6). Equal scores: the newer message first.
+BM25_SQL = """
+WITH counts AS (
+    SELECT v.doc AS doc, v.term AS term, COUNT(*) AS tf, length(m.content) AS len
+    FROM messages_fts_instances v JOIN messages m ON m.seq_global = v.doc
+    WHERE v.term IN ({terms}) AND {scope} GROUP BY v.doc, v.term),
+frequencies AS (SELECT term, ln(1 + (:total - COUNT(*) + 0.5) / (COUNT(*) + 0.5)) AS idf
+                FROM counts GROUP BY term),
+average AS (SELECT AVG(len) AS len FROM (SELECT doc, MAX(len) AS len FROM counts GROUP BY doc))
+SELECT counts.doc, SUM(idf * tf * (:k1 + 1) / (tf + :k1 * (1 - :b + :b * counts.len / average.len))) AS score
+FROM counts JOIN frequencies USING (term), average
+GROUP BY counts.doc ORDER BY score DESC, counts.doc DESC LIMIT :take OFFSET :skip
+"""
 
 
 def search_messages(
-    db: Database, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10
+    db: Database, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """The best-matching messages the user may read (optionally in one conversation), best first.
 
-    Each result is a message plus a positive `score` (negated BM25: higher is better).
+    Each result is a message plus a positive BM25 `score` (higher is better) computed over the caller's
+    own readable messages. Results skip the best `offset` and stop at `limit` or `db.max_page_bytes` of
+    JSON; `has_more` says more matched, and `next_offset` is the offset to go on from.
     """
-    limit = clamp(limit, 1, MAX_LIMIT)
-    expression = match_expression(query)
+    limit, offset = clamp(limit, 1, MAX_LIMIT), max(0, int(offset))
+    words = terms(query)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         if conversation_id is None:
@@ -44,18 +86,22 @@ def search_messages(
         else:
             load_conversation(conn, user_id, conversation_id)
             scope = "m.conversation_id = :conversation_id"
-        if expression is None:
-            return {"results": [], "count": 0, "query": query}
-        # Ranking runs over every match, so an old message is found as readily as a recent one.
-        rows = conn.execute(
-            "WITH hits AS (SELECT rowid, bm25(messages_fts) AS rank FROM messages_fts"
-            " WHERE messages_fts MATCH :expression)"
-            " SELECT m.*, -hits.rank AS score FROM hits JOIN messages m ON m.seq_global = hits.rowid"
-            f" WHERE {scope} ORDER BY hits.rank, m.seq_global DESC LIMIT :limit",
-            {"expression": expression, "user_id": user_id, "conversation_id": conversation_id,
-             "limit": limit},
+        if not words:
+            return {"results": [], "count": 0, "query": query, "has_more": False, "next_offset": offset}
+        params: dict[str, Any] = {"user_id": user_id, "conversation_id": conversation_id}
+        params.update((f"t{index}", word) for index, word in enumerate(words))
+        total = conn.execute(f"SELECT COUNT(*) FROM messages m WHERE {scope}", params).fetchone()[0]
+        # One more than the page can hold tells whether more matched; ranking runs over every match, so
+        # an old message is found as readily as a recent one.
+        ranked = conn.execute(
+            BM25_SQL.format(terms=", ".join(f":t{index}" for index in range(len(words))), scope=scope),
+            {**params, "total": total, "k1": K1, "b": B, "skip": offset, "take": limit + 1},
         ).fetchall()
-        results = [{**message_from_row(row), "score": row["score"]} for row in rows]
-        return {"results": results, "count": len(results), "query": query}
+        scores = dict(ranked)
+        rows = (conn.execute("SELECT * FROM messages WHERE seq_global = ?", (doc,)).fetchone() for doc, _ in ranked)
+        results, more = take_within(({**message_from_row(row), "score": scores[row["seq_global"]]}
+                                     for row in rows), limit, db.max_page_bytes - len(json.dumps(query)))
+        return {"results": results, "count": len(results), "query": query, "has_more": more,
+                "next_offset": offset + len(results)}
 
     return db.read(tx)

@@ -126,6 +126,7 @@ class SearchMessages(UserArgs):
     query: Query
     conversation_id: Id | None = None
     limit: Limit = 10
+    offset: Offset = Field(0, description="skip this many of the best matches (a page's next_offset)")
 
 
 def idempotency(tool: str, args: BaseModel, ctx: CallContext) -> IdempotencyKey | None:
@@ -215,5 +216,6 @@ def build_tools(db: Database, invitation_limits: InvitationLimits = DEFAULT_LIMI
                     db, a.user_id, a.conversation_id, a.after_sequence, a.limit, a.latest)),
         reading("search_messages", "Ranked full-text search over the messages the user may read.",
                 SearchMessages,
-                lambda a: search.search_messages(db, a.user_id, a.query, a.conversation_id, a.limit)),
+                lambda a: search.search_messages(
+                    db, a.user_id, a.query, a.conversation_id, a.limit, a.offset)),
     ]

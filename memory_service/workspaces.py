@@ -56,7 +56,7 @@ def create_workspace(
     *, idempotency: IdempotencyKey | None = None,
 ) -> dict[str, Any]:
     """Create a workspace owned by the user."""
-    metadata_json = encode_metadata(metadata)
+    metadata_json = encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         require_user(conn, user_id)
@@ -107,7 +107,7 @@ def update_workspace(
     metadata: dict[str, Any] | None = None, *, idempotency: IdempotencyKey | None = None,
 ) -> dict[str, Any]:
     """Change the given fields (None leaves a field unchanged); only the owner may."""
-    metadata_json = None if metadata is None else encode_metadata(metadata)
+    metadata_json = None if metadata is None else encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         row = require_owner(conn, user_id, workspace_id)
