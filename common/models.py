@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from common.credentials import normalize_email
 
 MAX_METADATA_DEPTH = 32
 
@@ -29,9 +31,17 @@ def _plain_json(value: Any, depth: int = 1) -> Any:
 
 
 Metadata = Annotated[dict, Field(max_length=100), AfterValidator(_plain_json)]
+
+
+def _normalized_email(value: Any) -> Any:
+    # Before the pattern: NFKC turns a full-width "＠" into "@", so the check sees what is stored.
+    return normalize_email(value) if isinstance(value, str) else value
+
+
 # Whitespace and control characters (NUL included) have no place in an address.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
-                                         pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")]
+                                         pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"),
+                  BeforeValidator(_normalized_email)]
 
 
 class Arguments(BaseModel):

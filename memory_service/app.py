@@ -14,8 +14,10 @@ from common.protocol import protocol_blueprint
 from common.webapp import base_app
 from memory_service.config import load_config
 from memory_service.db import Database
+from memory_service.hashing import PasswordHashing
 from memory_service.resources import build_resources
 from memory_service.tools import build_tools
+from memory_service.users import normalize_stored_emails
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
@@ -28,9 +30,11 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
                    log_level=settings.log_level)
     db = Database(settings.database_path, pool_size=settings.db_pool_size,
                   synchronous=settings.sqlite_synchronous)
+    normalize_stored_emails(db)
+    hashing = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.db"] = db
-    tools, resources = build_tools(db), build_resources(db)
+    tools, resources = build_tools(db, hashing), build_resources(db)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))

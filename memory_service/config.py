@@ -24,6 +24,8 @@ class MemoryConfig:
     db_pool_size: int
     sqlite_synchronous: str
     mcp_allowed_origins: tuple[str, ...]
+    password_hash_threads: int
+    password_hash_queue: int
 
 
 def sqlite_path(url: str) -> str:
@@ -49,4 +51,6 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
         sqlite_synchronous=env.choice("SQLITE_SYNCHRONOUS", "normal", ("normal", "full")),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
+        password_hash_threads=env.int("PASSWORD_HASH_THREADS", 2, minimum=1, maximum=64),
+        password_hash_queue=env.int("PASSWORD_HASH_QUEUE", 16, minimum=0, maximum=10_000),
     )

@@ -26,6 +26,8 @@ class Stack:
         self.cognition.port = cognition_port
         self.core = Service("core_app.app:create_app()", {
             **shared, "CORTEX_DISTRIBUTED_MODE": "true", "JWT_SECRET": JWT_SECRET, "SSE_HEARTBEAT_SECONDS": "15",
+            # The benchmark signs hundreds of users up from one address.
+            "AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute", "AUTH_RATE_LIMIT_PER_ACCOUNT": "100000/minute",
             **(core_env or {})}, log_dir, f"{name}-core")
 
     def start(self) -> Stack:

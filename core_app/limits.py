@@ -1,0 +1,113 @@
+"""Limits on what one caller may ask of the Core App: sign-in attempts per client address and per account
+(Flask-Limiter, counters in RATELIMIT_STORAGE_URI), and expensive calls running at once per user."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask, Response, current_app, g, request
+from flask_limiter import Limiter, RateLimitExceeded
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from common.credentials import normalize_email
+from common.errors import TooManyRequests
+from common.http_errors import error_response
+from core_app.config import CoreConfig
+from core_app.views import accounts
+
+ADDRESS_MESSAGE = "too many sign-in requests from this address; try again later"
+ACCOUNT_MESSAGE = "too many sign-in attempts for this account; try again later"
+
+
+def client_address() -> str:
+    """The caller's address: the socket's peer, or what the TRUSTED_PROXIES nearest proxies say it is."""
+    return request.remote_addr or "unknown"
+
+
+def _login_email() -> str:
+    if "login_email" not in g:
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            raw = request.form.get("username") or request.form.get("email")
+        else:
+            body = request.get_json(silent=True)
+            raw = body.get("email") if isinstance(body, dict) else None
+        g.login_email = normalize_email(raw) if isinstance(raw, str) else ""
+    return g.login_email
+
+
+def account_key() -> str:
+    """The account a login names, normalised like Memory stores it, so every spelling of one address
+    shares one counter; hashed, so a huge or hostile string costs a fixed few bytes of storage."""
+    return "account:" + hashlib.sha256(_login_email().encode()).hexdigest()[:32]
+
+
+def _not_a_login_with_email() -> bool:
+    return request.endpoint != "accounts.login" or not _login_email()
+
+
+class ConcurrencyLimit:
+    """At most `limit` calls at once for each key (a user id) in this process; the next is refused at
+    once with 429 rather than queued, so one caller cannot hold every worker of a costly dependency."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self.limit = limit
+        self.what = what
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def running(self, key: str) -> int:
+        """How many calls of `key` hold a slot now."""
+        return self._running.get(key, 0)
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """One slot of `key` for the duration of the block, or TooManyRequests when all are taken."""
+        with self._lock:
+            running = self._running.get(key, 0)
+            if running >= self.limit:
+                raise TooManyRequests(f"at most {self.limit} {self.what} at once per user; wait for one to finish",
+                                      {"limit": self.limit}, retry_after=1)
+            self._running[key] = running + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._running[key] - 1
+                if left:
+                    self._running[key] = left
+                else:
+                    del self._running[key]
+
+
+def search_slots() -> ConcurrencyLimit:
+    """The per-user bound on searches, context and analysis calls of this app."""
+    return current_app.extensions["cortex.searches"]
+
+
+def install_limits(app: Flask, settings: CoreConfig) -> Limiter:
+    """Trust the configured proxies' X-Forwarded-For, rate-limit /v1/auth/*, and bound searches per user."""
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    limiter = Limiter(client_address, app=app, storage_uri=settings.ratelimit_storage_uri,
+                      strategy="moving-window", headers_enabled=False)
+    limiter.limit(settings.auth_rate_limit_per_address, key_func=client_address,
+                  error_message=ADDRESS_MESSAGE)(accounts.bp)
+    # Every attempt counts, not only failures: counted before the password check, a burst of parallel
+    # guesses cannot slip past the limit while the first ones are still being hashed.
+    limiter.limit(settings.auth_rate_limit_per_account, key_func=account_key, error_message=ACCOUNT_MESSAGE,
+                  exempt_when=_not_a_login_with_email)(accounts.bp)
+
+    @app.errorhandler(RateLimitExceeded)
+    def _rate_limited(exc: RateLimitExceeded) -> Response:
+        breached = limiter.current_limit
+        wait = breached.reset_at - time.time() if breached is not None else 1
+        scope = "account" if exc.description == ACCOUNT_MESSAGE else "address"
+        return error_response(TooManyRequests(exc.description, {"per": scope}, retry_after=math.ceil(wait)))
+
+    app.extensions["cortex.searches"] = ConcurrencyLimit(settings.search_concurrency_per_user, "searches")
+    return limiter
