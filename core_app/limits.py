@@ -105,7 +105,9 @@ def install_limits(app: Flask, settings: CoreConfig) -> Limiter:
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> Response:
         breached = limiter.current_limit
-        wait = breached.reset_at - time.time() if breached is not None else 1
+        wait = 1.0
+        if breached is not None:  # the storage rounds the reset up to a whole second: never past the window
+            wait = min(breached.reset_at - time.time(), breached.limit.get_expiry())
         scope = "account" if exc.description == ACCOUNT_MESSAGE else "address"
         return error_response(TooManyRequests(exc.description, {"per": scope}, retry_after=math.ceil(wait)))
 
