@@ -36,7 +36,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.extensions["cortex"] = cortex
     for blueprint in (accounts.bp, workspaces.bp, messages.bp, cognition.bp):
         app.register_blueprint(blueprint)
-    install_limits(app, settings)
+    install_limits(app, settings, auth=accounts.bp)
     app.register_blueprint(health_blueprint("core", monitor=cortex.monitor))
     if settings.debug_stats:
         app.register_blueprint(stats_blueprint(lambda: {"subscribers": cortex.events.subscriber_count()}))

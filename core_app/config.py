@@ -47,6 +47,7 @@ class CoreConfig:
     auth_rate_limit_per_account: str
     ratelimit_storage_uri: str
     trusted_proxies: int
+    sign_in_concurrency: int
     search_concurrency_per_user: int
     client: ClientSettings
     values: Mapping[str, str]
@@ -128,6 +129,7 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         auth_rate_limit_per_account=rate_limit(env, "AUTH_RATE_LIMIT_PER_ACCOUNT", "10/minute;100/hour"),
         ratelimit_storage_uri=ratelimit_storage(env),
         trusted_proxies=env.int("TRUSTED_PROXIES", 0, minimum=0, maximum=10),
+        sign_in_concurrency=env.int("SIGN_IN_CONCURRENCY", 16, minimum=1),
         search_concurrency_per_user=env.int("SEARCH_CONCURRENCY_PER_USER", 4, minimum=1),
         client=ClientSettings.from_env(env),
         values=env.values,

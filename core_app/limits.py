@@ -1,5 +1,6 @@
-"""Limits on what one caller may ask of the Core App: sign-in attempts per client address and per account
-(Flask-Limiter, counters in RATELIMIT_STORAGE_URI), and expensive calls running at once per user."""
+"""Limits on what callers may ask of the Core App: sign-in attempts per client address and per account
+(Flask-Limiter, counters in RATELIMIT_STORAGE_URI), sign-ins in progress per process, and expensive calls
+running at once per user."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -18,7 +19,6 @@ from common.credentials import normalize_email
 from common.errors import TooManyRequests
 from common.http_errors import error_response
 from core_app.config import CoreConfig
-from core_app.views import accounts
 
 ADDRESS_MESSAGE = "too many sign-in requests from this address; try again later"
 ACCOUNT_MESSAGE = "too many sign-in attempts for this account; try again later"
@@ -47,16 +47,16 @@ def account_key() -> str:
 
 
 def _not_a_login_with_email() -> bool:
-    return request.endpoint != "accounts.login" or not _login_email()
+    return not (request.endpoint or "").endswith(".login") or not _login_email()
 
 
 class ConcurrencyLimit:
-    """At most `limit` calls at once for each key (a user id) in this process; the next is refused at
-    once with 429 rather than queued, so one caller cannot hold every worker of a costly dependency."""
+    """At most `limit` calls at once for each key in this process; the next is refused at once with 429
+    rather than queued, so one caller (or one kind of call) cannot hold every connection to a dependency."""
 
-    def __init__(self, limit: int, what: str) -> None:
+    def __init__(self, limit: int, refusal: str) -> None:
         self.limit = limit
-        self.what = what
+        self.refusal = refusal
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -70,8 +70,7 @@ class ConcurrencyLimit:
         with self._lock:
             running = self._running.get(key, 0)
             if running >= self.limit:
-                raise TooManyRequests(f"at most {self.limit} {self.what} at once per user; wait for one to finish",
-                                      {"limit": self.limit}, retry_after=1)
+                raise TooManyRequests(self.refusal, {"limit": self.limit}, retry_after=1)
             self._running[key] = running + 1
         try:
             yield
@@ -89,18 +88,24 @@ def search_slots() -> ConcurrencyLimit:
     return current_app.extensions["cortex.searches"]
 
 
-def install_limits(app: Flask, settings: CoreConfig) -> Limiter:
-    """Trust the configured proxies' X-Forwarded-For, rate-limit /v1/auth/*, and bound searches per user."""
+def sign_in_slots() -> ConcurrencyLimit:
+    """The bound on logins and registrations in progress in this process, all callers together."""
+    return current_app.extensions["cortex.sign_ins"]
+
+
+def install_limits(app: Flask, settings: CoreConfig, auth: Blueprint) -> Limiter:
+    """Trust the configured proxies' X-Forwarded-For, rate-limit the `auth` blueprint (/v1/auth/*), and
+    bound sign-ins in progress and searches per user."""
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     limiter = Limiter(client_address, app=app, storage_uri=settings.ratelimit_storage_uri,
                       strategy="moving-window", headers_enabled=False)
     limiter.limit(settings.auth_rate_limit_per_address, key_func=client_address,
-                  error_message=ADDRESS_MESSAGE)(accounts.bp)
+                  error_message=ADDRESS_MESSAGE)(auth)
     # Every attempt counts, not only failures: counted before the password check, a burst of parallel
     # guesses cannot slip past the limit while the first ones are still being hashed.
     limiter.limit(settings.auth_rate_limit_per_account, key_func=account_key, error_message=ACCOUNT_MESSAGE,
-                  exempt_when=_not_a_login_with_email)(accounts.bp)
+                  exempt_when=_not_a_login_with_email)(auth)
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> Response:
@@ -111,5 +116,10 @@ def install_limits(app: Flask, settings: CoreConfig) -> Limiter:
         scope = "account" if exc.description == ACCOUNT_MESSAGE else "address"
         return error_response(TooManyRequests(exc.description, {"per": scope}, retry_after=math.ceil(wait)))
 
-    app.extensions["cortex.searches"] = ConcurrencyLimit(settings.search_concurrency_per_user, "searches")
+    app.extensions["cortex.searches"] = ConcurrencyLimit(
+        settings.search_concurrency_per_user,
+        f"at most {settings.search_concurrency_per_user} searches at once per user; wait for one to finish")
+    # Each password check holds a connection to Memory while it hashes: a share of the pool, not all of it.
+    app.extensions["cortex.sign_ins"] = ConcurrencyLimit(
+        settings.sign_in_concurrency, "too many sign-ins in progress on this server; try again shortly")
     return limiter

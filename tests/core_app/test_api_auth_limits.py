@@ -3,6 +3,8 @@ client's when proxies are (not) trusted. Each test builds its own app with low l
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -129,8 +131,45 @@ def test_logins_naming_no_account_are_refused_as_bad_requests_not_counted(tmp_pa
     ("RATELIMIT_STORAGE_URI", "bogus://nowhere"),
     ("TRUSTED_PROXIES", "-1"),
     ("SEARCH_CONCURRENCY_PER_USER", "0"),
+    ("SIGN_IN_CONCURRENCY", "0"),
 ])
 def test_bad_limit_settings_stop_the_app_naming_the_variable(tmp_path, capsys, name, value):
     with pytest.raises(SystemExit):
         create_app(core_config(tmp_path, **{name: value}))
     assert name in capsys.readouterr().err
+
+
+def test_sign_ins_in_progress_are_bounded_so_they_cannot_take_every_connection(tmp_path):
+    app = create_app(core_config(tmp_path, SIGN_IN_CONCURRENCY="2"))
+    client = app.test_client()
+    email = register(client)
+    memory = app.extensions["cortex"].memory
+    real_call, release = memory.call_tool, threading.Event()
+
+    def slow_logins(tool: str, arguments: dict, **kwargs):
+        if tool == "authenticate_user":
+            release.wait(10)
+        return real_call(tool, arguments, **kwargs)
+
+    memory.call_tool = slow_logins
+    holders = [threading.Thread(target=login, args=(app.test_client(), email, f"10.3.0.{n}", PASSWORD))
+               for n in range(2)]
+    for holder in holders:
+        holder.start()
+    slots = app.extensions["cortex.sign_ins"]
+    deadline = time.monotonic() + 5
+    while slots.running("all") < 2:
+        assert time.monotonic() < deadline, "the two logins never started"
+        time.sleep(0.01)
+    try:
+        refused = login(client, email, "10.3.0.9", PASSWORD)
+        assert_error(refused, 429, "too_many_requests")
+        assert refused.headers["Retry-After"] == "1"
+        assert_error(client.post("/v1/auth/register", json={"email": unique_email("Late"), "name": "Late",
+                                                            "password": PASSWORD}), 429, "too_many_requests")
+    finally:
+        release.set()
+        for holder in holders:
+            holder.join(10)
+    assert slots.running("all") == 0
+    assert login(client, email, "10.3.0.9", PASSWORD).status_code == 200
