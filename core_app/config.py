@@ -48,6 +48,7 @@ class CoreConfig:
     ratelimit_storage_uri: str
     trusted_proxies: int
     sign_in_concurrency: int
+    sign_in_wait: float
     search_concurrency_per_user: int
     client: ClientSettings
     values: Mapping[str, str]
@@ -130,6 +131,7 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         ratelimit_storage_uri=ratelimit_storage(env),
         trusted_proxies=env.int("TRUSTED_PROXIES", 0, minimum=0, maximum=10),
         sign_in_concurrency=env.int("SIGN_IN_CONCURRENCY", 16, minimum=1),
+        sign_in_wait=env.float("SIGN_IN_WAIT_SECONDS", 2.0, minimum=0, maximum=30),
         search_concurrency_per_user=env.int("SEARCH_CONCURRENCY_PER_USER", 4, minimum=1),
         client=ClientSettings.from_env(env),
         values=env.values,

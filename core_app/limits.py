@@ -51,8 +51,8 @@ def _not_a_login_with_email() -> bool:
 
 
 class ConcurrencyLimit:
-    """At most `limit` calls at once for each key in this process; the next is refused at once with 429
-    rather than queued, so one caller (or one kind of call) cannot hold every connection to a dependency."""
+    """At most `limit` calls at once for each key (a user) in this process; the next is refused at once
+    with 429 rather than queued, so one caller cannot hold every connection to a costly dependency."""
 
     def __init__(self, limit: int, refusal: str) -> None:
         self.limit = limit
@@ -83,12 +83,42 @@ class ConcurrencyLimit:
                     del self._running[key]
 
 
+class SignInGate:
+    """At most `limit` sign-ins in progress at once; the next waits up to `wait` seconds for one to finish,
+    then gets 429. The short wait paces a flood: refused at once, its connections would ask again at once
+    and spend the worker's time on refusals instead of other users' calls."""
+
+    def __init__(self, limit: int, wait: float) -> None:
+        self.limit = limit
+        self.wait = wait
+        self._slots = threading.BoundedSemaphore(limit)
+        self._running = 0
+
+    @property
+    def running(self) -> int:
+        """How many sign-ins hold a slot now."""
+        return self._running
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """One slot for the duration of the block, or TooManyRequests after waiting `wait` seconds."""
+        if not self._slots.acquire(timeout=self.wait):
+            raise TooManyRequests("too many sign-ins in progress on this server; try again shortly",
+                                  {"limit": self.limit}, retry_after=1)
+        self._running += 1
+        try:
+            yield
+        finally:
+            self._running -= 1
+            self._slots.release()
+
+
 def search_slots() -> ConcurrencyLimit:
     """The per-user bound on searches, context and analysis calls of this app."""
     return current_app.extensions["cortex.searches"]
 
 
-def sign_in_slots() -> ConcurrencyLimit:
+def sign_in_slots() -> SignInGate:
     """The bound on logins and registrations in progress in this process, all callers together."""
     return current_app.extensions["cortex.sign_ins"]
 
@@ -109,6 +139,9 @@ def install_limits(app: Flask, settings: CoreConfig, auth: Blueprint) -> Limiter
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> Response:
+        # Answered after the same short wait as a sign-in that found no free turn: a flood that asks
+        # again the moment it is refused would otherwise keep the worker busy with refusals alone.
+        time.sleep(settings.sign_in_wait)
         breached = limiter.current_limit
         wait = 1.0
         if breached is not None:  # the storage rounds the reset up to a whole second: never past the window
@@ -120,6 +153,5 @@ def install_limits(app: Flask, settings: CoreConfig, auth: Blueprint) -> Limiter
         settings.search_concurrency_per_user,
         f"at most {settings.search_concurrency_per_user} searches at once per user; wait for one to finish")
     # Each password check holds a connection to Memory while it hashes: a share of the pool, not all of it.
-    app.extensions["cortex.sign_ins"] = ConcurrencyLimit(
-        settings.sign_in_concurrency, "too many sign-ins in progress on this server; try again shortly")
+    app.extensions["cortex.sign_ins"] = SignInGate(settings.sign_in_concurrency, settings.sign_in_wait)
     return limiter

@@ -19,7 +19,7 @@ def register() -> tuple[Response, int]:
     if not services().settings.registration_enabled:
         raise Forbidden("registration is turned off on this server")
     body = parse_arguments(Register, read_json_object())
-    with sign_in_slots().hold("all"):
+    with sign_in_slots().hold():
         created = services().memory.call_tool("create_user", body.model_dump())
     return jsonify({"user": created["user"]}), 201
 
@@ -37,7 +37,7 @@ def _login_fields() -> dict:
 @bp.post("/login")
 def login() -> Response:
     body = parse_arguments(Login, _login_fields())
-    with sign_in_slots().hold("all"):
+    with sign_in_slots().hold():
         user = services().memory.call_tool("authenticate_user", body.model_dump())["user"]
     settings = services().settings
     return jsonify({"access_token": services().tokens.issue(user), "token_type": "bearer",

@@ -39,6 +39,7 @@ def core_config(directory: Path, **overrides: str) -> dict[str, str]:
         "REGISTRATION_ENABLED": "true",
         # Every test signs users up from one address: limits far above what the tests send.
         **GENEROUS_AUTH_LIMITS,
+        "SIGN_IN_WAIT_SECONDS": "0",  # refusals at once: the tests of limits need no pacing
         **overrides,
     }
 

@@ -132,6 +132,7 @@ def test_logins_naming_no_account_are_refused_as_bad_requests_not_counted(tmp_pa
     ("TRUSTED_PROXIES", "-1"),
     ("SEARCH_CONCURRENCY_PER_USER", "0"),
     ("SIGN_IN_CONCURRENCY", "0"),
+    ("SIGN_IN_WAIT_SECONDS", "forever"),
 ])
 def test_bad_limit_settings_stop_the_app_naming_the_variable(tmp_path, capsys, name, value):
     with pytest.raises(SystemExit):
@@ -140,7 +141,7 @@ def test_bad_limit_settings_stop_the_app_naming_the_variable(tmp_path, capsys, n
 
 
 def test_sign_ins_in_progress_are_bounded_so_they_cannot_take_every_connection(tmp_path):
-    app = create_app(core_config(tmp_path, SIGN_IN_CONCURRENCY="2"))
+    app = create_app(core_config(tmp_path, SIGN_IN_CONCURRENCY="2", SIGN_IN_WAIT_SECONDS="0.2"))
     client = app.test_client()
     email = register(client)
     memory = app.extensions["cortex"].memory
@@ -158,11 +159,13 @@ def test_sign_ins_in_progress_are_bounded_so_they_cannot_take_every_connection(t
         holder.start()
     slots = app.extensions["cortex.sign_ins"]
     deadline = time.monotonic() + 5
-    while slots.running("all") < 2:
+    while slots.running < 2:
         assert time.monotonic() < deadline, "the two logins never started"
         time.sleep(0.01)
     try:
+        started = time.monotonic()
         refused = login(client, email, "10.3.0.9", PASSWORD)
+        assert 0.2 <= time.monotonic() - started < 5  # it waited its turn, briefly, then gave up
         assert_error(refused, 429, "too_many_requests")
         assert refused.headers["Retry-After"] == "1"
         assert_error(client.post("/v1/auth/register", json={"email": unique_email("Late"), "name": "Late",
@@ -171,5 +174,5 @@ def test_sign_ins_in_progress_are_bounded_so_they_cannot_take_every_connection(t
         release.set()
         for holder in holders:
             holder.join(10)
-    assert slots.running("all") == 0
+    assert slots.running == 0
     assert login(client, email, "10.3.0.9", PASSWORD).status_code == 200
