@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import unicodedata
 
+# NFKC may expand a character up to 18-fold ("ﷺ"): input longer than this is no address, and it is
+# refused by length without paying for normalising it.
+MAX_EMAIL_INPUT = 1024
+
 
 def normalize_email(email: str) -> str:
     """NFKC, then case-folded as a whole (local part included) and stripped, so full-width letters,

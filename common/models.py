@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from common.credentials import normalize_email
+from common.credentials import MAX_EMAIL_INPUT, normalize_email
 
 MAX_METADATA_DEPTH = 32
 
@@ -35,7 +35,7 @@ Metadata = Annotated[dict, Field(max_length=100), AfterValidator(_plain_json)]
 
 def _normalized_email(value: Any) -> Any:
     # Before the pattern: NFKC turns a full-width "＠" into "@", so the check sees what is stored.
-    return normalize_email(value) if isinstance(value, str) else value
+    return normalize_email(value) if isinstance(value, str) and len(value) <= MAX_EMAIL_INPUT else value
 
 
 # Whitespace and control characters (NUL included) have no place in an address.

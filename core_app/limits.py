@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from common.credentials import normalize_email
+from common.credentials import MAX_EMAIL_INPUT, normalize_email
 from common.errors import TooManyRequests
 from common.http_errors import error_response
 from core_app.config import CoreConfig
@@ -36,7 +36,8 @@ def _login_email() -> str:
         else:
             body = request.get_json(silent=True)
             raw = body.get("email") if isinstance(body, dict) else None
-        g.login_email = normalize_email(raw) if isinstance(raw, str) else ""
+        usable = isinstance(raw, str) and len(raw) <= MAX_EMAIL_INPUT  # longer is refused as invalid anyway
+        g.login_email = normalize_email(raw) if usable else ""
     return g.login_email
 
 

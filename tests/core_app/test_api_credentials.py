@@ -72,3 +72,19 @@ def test_unicode_case_variants_are_one_account(client):
 
     assert_error(register(client, f"{local}@example.com"), 409, "conflict")
     assert login(client, f"{local}@example.com").status_code == 200
+
+
+def test_an_oversized_address_is_refused_without_normalising_it(client, monkeypatch):
+    # NFKC expands "ﷺ" 18-fold: normalising 150,000 of them took half a second of the worker's time.
+    from common import models
+    from core_app import limits
+
+    def must_not_run(value: str) -> str:
+        raise AssertionError(f"normalised {len(value)} characters")
+
+    monkeypatch.setattr(models, "normalize_email", must_not_run)
+    monkeypatch.setattr(limits, "normalize_email", must_not_run)
+    huge = "ﷺ" * 150_000 + "@example.com"
+
+    assert_error(login(client, huge, "x"), 400, "invalid_arguments")
+    assert_error(register(client, huge), 400, "invalid_arguments")
