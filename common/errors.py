@@ -74,19 +74,27 @@ class PayloadTooLarge(ServiceError):
     status, code, default_message = 413, "payload_too_large", "request body is too large"
 
 
-class TooManyRequests(ServiceError):
-    """A limit was reached; `retry_after` (seconds) becomes the Retry-After header."""
-
-    status, code, default_message = 429, "too_many_requests", "too many requests; retry later"
-
-    def __init__(self, message: str | None = None, details: dict[str, Any] | None = None, *,
-                 retry_after: int = 1) -> None:
-        super().__init__(message, details)
-        self.retry_after = retry_after
-
-
 class UnsupportedMediaType(ServiceError):
     status, code, default_message = 415, "unsupported_media_type", "unsupported content type"
+
+
+class TooManyRequests(ServiceError):
+    """A limit was reached; `details.retry_after` (seconds) says when trying again makes sense, and the
+    handler sends it as the Retry-After header too, so it survives the trip between services."""
+
+    status, code, default_message = 429, "too_many_requests", "too many requests; try again later"
+
+    def __init__(self, message: str | None = None, details: dict[str, Any] | None = None, *,
+                 retry_after: int | None = None) -> None:
+        details = dict(details or {})
+        if retry_after is not None:
+            details["retry_after"] = max(1, int(retry_after))
+        super().__init__(message, details)
+
+    @property
+    def retry_after(self) -> int:
+        value = self.details.get("retry_after")
+        return value if isinstance(value, int) and value > 0 else 1
 
 
 class ToolExecutionError(ServiceError):

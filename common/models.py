@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from common.credentials import MAX_EMAIL_INPUT, normalize_email
 
 MAX_METADATA_DEPTH = 32
 DEFAULT_MAX_METADATA_BYTES = 16 * 1024
@@ -40,9 +42,17 @@ def _small_json(value: dict) -> dict:
 
 Metadata = Annotated[dict, Field(max_length=100), AfterValidator(_plain_json)]
 SmallMetadata = Annotated[Metadata, AfterValidator(_small_json)]
+
+
+def _normalized_email(value: Any) -> Any:
+    # Before the pattern: NFKC turns a full-width "＠" into "@", so the check sees what is stored.
+    return normalize_email(value) if isinstance(value, str) and len(value) <= MAX_EMAIL_INPUT else value
+
+
 # Whitespace and control characters (NUL included) have no place in an address.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254,
-                                         pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")]
+                                         pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"),
+                  BeforeValidator(_normalized_email)]
 
 
 class Arguments(BaseModel):

@@ -13,6 +13,7 @@ from common.health import health_blueprint
 from common.stats import stats_blueprint
 from common.webapp import base_app
 from core_app.config import load_config
+from core_app.limits import install_limits
 from core_app.services import build_services
 from core_app.views import accounts, cognition, messages, workspaces
 
@@ -35,6 +36,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.extensions["cortex"] = cortex
     for blueprint in (accounts.bp, workspaces.bp, messages.bp, cognition.bp):
         app.register_blueprint(blueprint)
+    install_limits(app, settings, auth=accounts.bp)
     app.register_blueprint(health_blueprint("core", monitor=cortex.monitor))
     if settings.debug_stats:
         app.register_blueprint(stats_blueprint(lambda: {"subscribers": cortex.events.subscriber_count()}))

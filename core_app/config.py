@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from limits import parse_many
+from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
+
 from common.auth import check_strong, service_token_setting
 from common.config import ConfigError, Env
 from common.transport import ClientSettings
@@ -47,6 +51,13 @@ class CoreConfig:
     max_body_bytes: int
     log_level: str
     debug_stats: bool
+    auth_rate_limit_per_address: str
+    auth_rate_limit_per_account: str
+    ratelimit_storage_uri: str
+    trusted_proxies: int
+    sign_in_concurrency: int
+    sign_in_wait: float
+    search_concurrency_per_user: int
     client: ClientSettings
     values: Mapping[str, str]
 
@@ -66,6 +77,26 @@ def development_secret() -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(candidate)
     return candidate
+
+
+def rate_limit(env: Env, name: str, default: str) -> str:
+    """A Flask-Limiter limit such as "10/minute;100/hour", checked at start."""
+    value = env.str(name, default) or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(name, f'must be limits like "10/minute;100/hour", got {value!r}') from None
+    return value
+
+
+def ratelimit_storage(env: Env) -> str:
+    """Where rate-limit counters live: memory:// (one process) now, redis://... when processes share them."""
+    value = env.str("RATELIMIT_STORAGE_URI", "memory://") or "memory://"
+    try:
+        storage_from_string(value)
+    except ConfigurationError as error:
+        raise ConfigError("RATELIMIT_STORAGE_URI", str(error)) from None
+    return value
 
 
 def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
@@ -116,6 +147,13 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         log_level=env.log_level(),
         debug_stats=env.bool("DEBUG_STATS", False),
+        auth_rate_limit_per_address=rate_limit(env, "AUTH_RATE_LIMIT_PER_ADDRESS", "30/minute;300/hour"),
+        auth_rate_limit_per_account=rate_limit(env, "AUTH_RATE_LIMIT_PER_ACCOUNT", "10/minute;100/hour"),
+        ratelimit_storage_uri=ratelimit_storage(env),
+        trusted_proxies=env.int("TRUSTED_PROXIES", 0, minimum=0, maximum=10),
+        sign_in_concurrency=env.int("SIGN_IN_CONCURRENCY", 16, minimum=1),
+        sign_in_wait=env.float("SIGN_IN_WAIT_SECONDS", 2.0, minimum=0, maximum=30),
+        search_concurrency_per_user=env.int("SEARCH_CONCURRENCY_PER_USER", 4, minimum=1),
         client=ClientSettings.from_env(env),
         values=env.values,
     )

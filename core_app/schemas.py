@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from common.models import Arguments, Email, Id, Limit, Metadata, Offset, SmallMetadata
+from core_app.passwords import MAX_LENGTH, password_problem
 
 Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -18,12 +19,20 @@ Query = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
 class Register(Arguments):
     email: Email
     name: Text100
-    password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
+    password: Annotated[str, StringConstraints(max_length=MAX_LENGTH)]
+
+    @field_validator("password")
+    @classmethod
+    def _acceptable(cls, password: str, info: ValidationInfo) -> str:
+        problem = password_problem(password, email=info.data.get("email", ""), name=info.data.get("name", ""))
+        if problem is not None:
+            raise ValueError(f"password {problem}")
+        return password
 
 
 class Login(Arguments):
     email: Email
-    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_LENGTH)]
 
 
 class Page(Arguments):

@@ -15,9 +15,11 @@ from common.protocol import protocol_blueprint
 from common.webapp import base_app
 from memory_service.config import load_config
 from memory_service.db import Database
+from memory_service.hashing import PasswordHashing
 from memory_service.membership import InvitationLimits
 from memory_service.resources import build_resources
 from memory_service.tools import build_tools
+from memory_service.users import normalize_stored_emails
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
@@ -34,10 +36,12 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
                   max_metadata_bytes=settings.max_metadata_bytes, max_page_bytes=settings.max_page_bytes)
     if not settings.in_process:  # reached only through the Core's own client, never by a browser
         install_host_check(app, settings.service_token, settings.allowed_hosts)
+    normalize_stored_emails(db)
+    hashing = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.db"] = db
     limits = InvitationLimits(settings.max_conversation_participants, settings.max_pending_invitations)
-    tools, resources = build_tools(db, limits), build_resources(db)
+    tools, resources = build_tools(db, hashing, limits), build_resources(db)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))

@@ -34,6 +34,8 @@ class MemoryConfig:
     idempotency_ttl_seconds: int
     max_metadata_bytes: int
     max_page_bytes: int
+    password_hash_threads: int
+    password_hash_queue: int
 
 
 def sqlite_path(url: str) -> str:
@@ -73,4 +75,6 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         # Above the largest single message (32,000 characters, metadata, JSON escaping), so every page
         # holds at least one.
         max_page_bytes=env.int("MAX_PAGE_BYTES", 1024 * 1024, minimum=512 * 1024),
+        password_hash_threads=env.int("PASSWORD_HASH_THREADS", 2, minimum=1, maximum=64),
+        password_hash_queue=env.int("PASSWORD_HASH_QUEUE", 16, minimum=0, maximum=10_000),
     )

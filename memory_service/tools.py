@@ -12,6 +12,7 @@ from common.models import Arguments, Email, Id, Limit, Metadata, Offset
 from common.protocol import CallContext, Tool
 from memory_service import conversations, messages, participants, search, users, workspaces
 from memory_service.db import Database, IdempotencyKey
+from memory_service.hashing import PasswordHashing
 from memory_service.membership import DEFAULT_LIMITS, InvitationLimits
 
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
@@ -137,8 +138,10 @@ def idempotency(tool: str, args: BaseModel, ctx: CallContext) -> IdempotencyKey 
     return IdempotencyKey(ctx.idempotency_key, tool, fingerprint)
 
 
-def build_tools(db: Database, invitation_limits: InvitationLimits = DEFAULT_LIMITS) -> list[Tool]:
-    """Bind every tool of SPEC §4 (and the participant tools) to `db`."""
+def build_tools(db: Database, hashing: PasswordHashing | None = None,
+                invitation_limits: InvitationLimits = DEFAULT_LIMITS) -> list[Tool]:
+    """Bind every tool of SPEC §4 (and the participant tools) to `db`, hashing passwords on `hashing`'s
+    threads."""
 
     def mutating(name: str, description: str, model: type[BaseModel],
                  run: Callable[[Any, IdempotencyKey | None], dict]) -> Tool:
@@ -149,9 +152,10 @@ def build_tools(db: Database, invitation_limits: InvitationLimits = DEFAULT_LIMI
 
     return [
         mutating("create_user", "Register a user; the email must be unused.", CreateUser,
-                 lambda a, k: users.create_user(db, a.email, a.name, a.password, idempotency=k)),
+                 lambda a, k: users.create_user(db, a.email, a.name, a.password, idempotency=k,
+                                                  hashing=hashing)),
         reading("authenticate_user", "Check an email and password; returns the user.", AuthenticateUser,
-                lambda a: users.authenticate_user(db, a.email, a.password)),
+                lambda a: users.authenticate_user(db, a.email, a.password, hashing=hashing)),
         reading("get_user", "Get a user by id.", UserArgs, lambda a: users.get_user(db, a.user_id)),
         mutating("create_workspace", "Create a workspace owned by the user.", CreateWorkspace,
                  lambda a, k: workspaces.create_workspace(

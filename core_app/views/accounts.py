@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from common.errors import Forbidden, NotFound, Unauthorized, UnsupportedMediaType
 from common.protocol import parse_arguments, read_json_object
 from core_app.access import current_user
+from core_app.limits import sign_in_slots
 from core_app.schemas import Login, Register
 from core_app.services import services
 
@@ -18,7 +19,8 @@ def register() -> tuple[Response, int]:
     if not services().settings.registration_enabled:
         raise Forbidden("registration is turned off on this server")
     body = parse_arguments(Register, read_json_object())
-    created = services().memory.call_tool("create_user", body.model_dump())
+    with sign_in_slots().hold():
+        created = services().memory.call_tool("create_user", body.model_dump())
     return jsonify({"user": created["user"]}), 201
 
 
@@ -35,7 +37,8 @@ def _login_fields() -> dict:
 @bp.post("/login")
 def login() -> Response:
     body = parse_arguments(Login, _login_fields())
-    user = services().memory.call_tool("authenticate_user", body.model_dump())["user"]
+    with sign_in_slots().hold():
+        user = services().memory.call_tool("authenticate_user", body.model_dump())["user"]
     settings = services().settings
     return jsonify({"access_token": services().tokens.issue(user), "token_type": "bearer",
                     "expires_in": settings.jwt_expires_seconds, "user": user})

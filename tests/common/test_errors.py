@@ -45,6 +45,7 @@ CLASSES = [
     (MisdirectedRequest, 421, "misdirected_request"),
     (TooManyRequests, 429, "too_many_requests"),
     (UnsupportedMediaType, 415, "unsupported_media_type"),
+    (TooManyRequests, 429, "too_many_requests"),
     (ToolExecutionError, 500, "tool_execution_error"),
     (ServiceUnavailable, 503, "unavailable"),
     (ServiceTimeout, 504, "timeout"),
@@ -98,6 +99,15 @@ def test_tool_error_keeps_remote_status_and_code():
     assert ToolError().code == "tool_execution_error"
 
 
+def test_too_many_requests_carries_retry_after_across_services():
+    sent = TooManyRequests("busy", {"reason": "busy"}, retry_after=7)
+    rebuilt = from_body(429, sent.to_body())
+    assert type(rebuilt) is TooManyRequests
+    assert rebuilt.retry_after == 7 and rebuilt.details == {"reason": "busy", "retry_after": 7}
+    assert TooManyRequests().retry_after == 1  # a remote 429 that named no wait: a second
+    assert TooManyRequests(retry_after=0).retry_after == 1
+
+
 @pytest.mark.parametrize(("cls", "status", "code"), KNOWN, ids=[c[2] for c in KNOWN])
 def test_from_body_rebuilds_known_code_with_matching_status(cls, status, code):
     body = cls("remote message", {"id": "abc"}).to_body()
@@ -120,6 +130,7 @@ def test_from_body_without_status_rebuilds_known_code(cls, status, code):
 @pytest.mark.parametrize(
     ("status", "code"),
     [
+        (429, "quota_exceeded"),
         (418, "teapot"),
         (500, "database_exploded"),
         (500, "not_found"),  # a known code with a different status keeps the remote status

@@ -21,6 +21,7 @@ from core_app.app import create_app
 
 JWT_SECRET = "core-api-tests-secret-" + "0123456789abcdef" * 3  # 64+ bytes: fine for HS512 too
 PASSWORD = "correct horse battery"
+GENEROUS_AUTH_LIMITS = {"AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute", "AUTH_RATE_LIMIT_PER_ACCOUNT": "100000/minute"}
 
 T = TypeVar("T")
 
@@ -36,6 +37,9 @@ def core_config(directory: Path, **overrides: str) -> dict[str, str]:
         "CORTEX_DISTRIBUTED_MODE": "false",
         "LLM_PROVIDER": "builtin",
         "REGISTRATION_ENABLED": "true",
+        # Every test signs users up from one address: limits far above what the tests send.
+        **GENEROUS_AUTH_LIMITS,
+        "SIGN_IN_WAIT_SECONDS": "0",  # refusals at once: the tests of limits need no pacing
         **overrides,
     }
 

@@ -184,7 +184,7 @@ def test_under_gevent_transactions_run_in_the_threadpool(tmp_path: Path) -> None
 def test_create_user_returns_public_fields_only(db: Database) -> None:
     user = users.create_user(db, "  Ann@Example.com ", "Ann", "correct horse")["user"]
     assert set(user) == {"id", "email", "name", "created_at"}
-    assert user["email"] == "Ann@Example.com" and user["created_at"].endswith("+00:00")
+    assert user["email"] == "ann@example.com" and user["created_at"].endswith("+00:00")
     assert users.get_user(db, user["id"]) == {"user": user}
 
 

@@ -10,6 +10,8 @@ import requests
 from tests.system.harness import ServiceProcess, free_port
 
 JWT_SECRET = "system-test-secret-0123456789-abcdefghij"
+# Every test signs its users up from 127.0.0.1: sign-in limits far above what any test sends.
+GENEROUS_AUTH_LIMITS = {"AUTH_RATE_LIMIT_PER_ADDRESS": "100000/minute", "AUTH_RATE_LIMIT_PER_ACCOUNT": "100000/minute"}
 
 
 @dataclass
@@ -39,7 +41,7 @@ def start_stack(tmp: Path, core_env: dict[str, str] | None = None, common_env: d
                                port=cognition_port).start()
     core = ServiceProcess("core_app.app:create_app()", {
         **shared, "CORTEX_DISTRIBUTED_MODE": "true", "JWT_SECRET": JWT_SECRET, "SSE_HEARTBEAT_SECONDS": "1",
-        **(core_env or {})}, tmp / "core.log").start()
+        **GENEROUS_AUTH_LIMITS, **(core_env or {})}, tmp / "core.log").start()
     return Stack(memory, cognition, core)
 
 
