@@ -16,7 +16,9 @@ backlog = 4096
 timeout = 30
 # Below honcho's 5 s SIGKILL; the watcher below ends open streams so shutdown need not wait for it.
 graceful_timeout = 4
-keepalive = 5
+# How long an idle keep-alive connection stays open. Clients must expect it closed at any moment after
+# this (the network client retries a request the server closed unanswered on an idle connection).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
 # gunicorn 27's control socket defaults to one path per user, which every service here would share.

@@ -15,6 +15,7 @@ from common.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceBusy,
     ServiceError,
     ServiceTimeout,
     ServiceUnavailable,
@@ -41,6 +42,7 @@ CLASSES = [
     (UnsupportedMediaType, 415, "unsupported_media_type"),
     (ToolExecutionError, 500, "tool_execution_error"),
     (ServiceUnavailable, 503, "unavailable"),
+    (ServiceBusy, 503, "busy"),
     (ServiceTimeout, 504, "timeout"),
 ]
 
