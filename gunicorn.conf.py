@@ -25,6 +25,20 @@ errorlog = "-"
 control_socket_disable = True
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
+# HTTPS: with a certificate and its private key (PEM files) the service serves TLS only (the gevent worker
+# supports it). GUNICORN_CA_CERTS also makes every client present a certificate signed by that CA (mutual
+# TLS; the clients' CLIENT_CERT and CLIENT_KEY). Clients trust a private CA through CLIENT_CA_BUNDLE.
+certfile = os.environ.get("GUNICORN_CERTFILE") or None
+keyfile = os.environ.get("GUNICORN_KEYFILE") or None
+ca_certs = os.environ.get("GUNICORN_CA_CERTS") or None
+if ca_certs:
+    cert_reqs = 2  # ssl.CERT_REQUIRED
+for _name in ("GUNICORN_CERTFILE", "GUNICORN_KEYFILE", "GUNICORN_CA_CERTS"):
+    if os.environ.get(_name) and not os.path.isfile(os.environ[_name]):
+        raise SystemExit(f"cortex: invalid configuration: {_name} names no file: {os.environ[_name]!r}")
+if bool(certfile) != bool(keyfile):
+    raise SystemExit("cortex: invalid configuration: GUNICORN_CERTFILE and GUNICORN_KEYFILE go together")
+
 
 def post_worker_init(worker):
     """Runs in the worker after gevent's patching: end every live stream once shutdown begins, so a
