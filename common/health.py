@@ -43,7 +43,7 @@ class DependencyMonitor:
             return status, exc.message, str(cause)[:300] if cause is not None else None
         answered = report.get("service") if isinstance(report, dict) else None
         if answered != name:
-            what = f"the {answered!r} service" if isinstance(answered, str) else "something that names no service"
+            what = f"the {answered[:40]!r} service" if isinstance(answered, str) else "something that names no service"
             return "wrong_service", f"the service at {name}'s URL is {what}", None
         return "up", None, None
 

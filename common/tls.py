@@ -6,8 +6,6 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
-import requests
-
 from common.config import ConfigError, Env
 
 
@@ -54,8 +52,8 @@ class ClientTLS:
         return cls(ca_bundle, cert, key)
 
 
-def handshake_problem(exc: requests.exceptions.SSLError) -> str:
-    """Why a TLS handshake failed, in words an operator can act on."""
+def handshake_problem(exc: BaseException) -> str:
+    """Why a TLS handshake failed (`exc` is requests' SSLError), in words an operator can act on."""
     reason: BaseException | None = exc
     # requests -> urllib3 MaxRetryError -> urllib3 SSLError -> the ssl module's own error.
     while reason is not None and not isinstance(reason, ssl.SSLError):
