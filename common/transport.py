@@ -92,6 +92,8 @@ class Transport:
         self.streams = self._session(trust_env, HTTPAdapter(pool_maxsize=settings.pool_size, max_retries=retry))
         self._slots = threading.BoundedSemaphore(settings.pool_size)
         self.probes = self._session(trust_env, HTTPAdapter(pool_maxsize=2, max_retries=0))
+        # For sending a request once more after the server closed its connection unanswered (see `_send`).
+        self.fresh = self._session(trust_env, HTTPAdapter(pool_maxsize=settings.pool_size, max_retries=0))
 
     def _session(self, trust_env: bool, adapter: HTTPAdapter) -> requests.Session:
         session = requests.Session()
@@ -107,9 +109,8 @@ class Transport:
 
     def mount(self, prefix: str, adapter: BaseAdapter) -> None:
         """Route `prefix` through another adapter (the in-process mode serves a WSGI app this way)."""
-        self.session.mount(prefix, adapter)
-        self.streams.mount(prefix, adapter)
-        self.probes.mount(prefix, adapter)
+        for session in (self.session, self.streams, self.probes, self.fresh):
+            session.mount(prefix, adapter)
 
     def _translate(self, exc: requests.RequestException) -> ServiceError:
         if _is_read_timeout(exc):
@@ -120,18 +121,19 @@ class Transport:
         return ServiceUnavailable(f"{self.service} is unreachable", {"service": self.service})
 
     def _send(self, session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """Send once; once more at once, on a new connection, when the server closed the connection without
-        answering (a pooled connection whose keep-alive the server ended just then, as gunicorn does after
-        `keepalive` idle seconds) and the request may be sent twice. The retry budget is not spent on it:
-        that is no sign of trouble, and a probe that has no retries must not fail on it."""
+        """Send, and when the server closed the connection without answering (a pooled connection whose
+        keep-alive the server ended just then, as gunicorn does after `keepalive` idle seconds) send once
+        more, at once, on a new connection, if the request may be sent twice. That costs no retry: it is no
+        sign of trouble, and a probe, which has no retries, must not fail on it."""
         try:
             return session.request(method, url, **kwargs)
         except requests.ConnectionError as exc:
             if not (_closed_unanswered(exc) and _replayable(method, kwargs.get("headers"))):
                 raise
             log.debug("%s %s: the connection was closed unanswered (%s); sending again", method, url, exc)
-        # urllib3 has dropped that connection; any other idle one it hands out is checked for a close first.
-        return session.request(method, url, **kwargs)
+        # Without retries, and on a connection closed after the answer, so it never meets another stale one.
+        headers = {**(kwargs.pop("headers", None) or {}), "Connection": "close"}
+        return self.fresh.request(method, url, headers=headers, **kwargs)
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -200,9 +202,8 @@ class Transport:
         return EventStream(self, response)
 
     def close(self) -> None:
-        self.session.close()
-        self.streams.close()
-        self.probes.close()
+        for session in (self.session, self.streams, self.probes, self.fresh):
+            session.close()
 
 
 class EventStream:

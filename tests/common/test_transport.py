@@ -57,6 +57,7 @@ def test_a_probe_on_a_connection_the_server_just_closed_is_sent_again(ordered, c
     ordered.get(HEALTH_URL, json={"status": "healthy", "service": "memory"})
     assert client.health()["service"] == "memory"
     assert len(ordered.calls) == 2
+    assert ordered.calls[1].request.headers["Connection"] == "close"  # a connection of its own, not pooled
 
 
 @pytest.mark.parametrize("call", ["tool", "list_tools"])
