@@ -106,12 +106,12 @@ def test_an_idle_healthy_stack_never_opens_a_circuit(idle_stack, caplog):
     # Besides the services' own monitors: monitors and ordinary calls from here, each on its own connection,
     # ordinary calls with no retries at all (CLIENT_RETRIES=0), so nothing but the fix can save them.
     no_retries = ClientSettings(retry=RetryPolicy(attempts=0))
-    openings = Openings()
+    openings, made = Openings(), []
 
     def client() -> ServiceClient:
-        made = ServiceClient("memory", memory.url, token=TOKEN, settings=no_retries)
-        made.breaker.add_listener(openings)
-        return made
+        made.append(ServiceClient("memory", memory.url, token=TOKEN, settings=no_retries))
+        made[-1].breaker.add_listener(openings)
+        return made[-1]
 
     monitors = [DependencyMonitor({"memory": client()}, interval) for interval in SWEEP]
     stop, failures = threading.Event(), []
@@ -141,5 +141,5 @@ def test_an_idle_healthy_stack_never_opens_a_circuit(idle_stack, caplog):
     assert {name: lines for name, lines in opened.items() if lines} == {}
     for core in cores:
         assert requests.get(f"{core.url}/health", timeout=5).json()["status"] == "healthy"
-    for made in [*(monitor.clients["memory"] for monitor in monitors)]:
-        made.close()
+    for each in made:
+        each.close()
