@@ -18,7 +18,11 @@ timeout = 30
 graceful_timeout = 4
 # How long an idle keep-alive connection stays open. Clients must expect it closed at any moment after
 # this (the network client retries a request the server closed unanswered on an idle connection).
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+_keepalive = os.environ.get("GUNICORN_KEEPALIVE", "").strip() or "5"
+if not _keepalive.isdigit():
+    raise SystemExit(f"cortex: invalid configuration: GUNICORN_KEEPALIVE must be a whole number of seconds, "
+                     f"got {_keepalive!r}")
+keepalive = int(_keepalive)
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 errorlog = "-"
 # gunicorn 27's control socket defaults to one path per user, which every service here would share.
