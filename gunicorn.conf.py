@@ -28,7 +28,13 @@ backlog = 4096
 timeout = 30
 # Below honcho's 5 s SIGKILL; the watcher below ends open streams so shutdown need not wait for it.
 graceful_timeout = 4
-keepalive = 5
+# How long an idle keep-alive connection stays open. Clients must expect it closed at any moment after
+# this (the network client retries a request the server closed unanswered on an idle connection).
+_keepalive = os.environ.get("GUNICORN_KEEPALIVE", "").strip() or "5"
+if not _keepalive.isdigit():
+    raise SystemExit(f"cortex: invalid configuration: GUNICORN_KEEPALIVE must be a whole number of seconds, "
+                     f"got {_keepalive!r}")
+keepalive = int(_keepalive)
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 # gunicorn's logger, with `?access_token=`, `?ticket=` and similar query values written as [redacted].
 logger_class = "common.gunicorn_worker.RedactingLogger"
@@ -36,6 +42,20 @@ errorlog = "-"
 # gunicorn 27's control socket defaults to one path per user, which every service here would share.
 control_socket_disable = True
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# HTTPS: with a certificate and its private key (PEM files) the service serves TLS only (the gevent worker
+# supports it). GUNICORN_CA_CERTS also makes every client present a certificate signed by that CA (mutual
+# TLS; the clients' CLIENT_CERT and CLIENT_KEY). Clients trust a private CA through CLIENT_CA_BUNDLE.
+certfile = os.environ.get("GUNICORN_CERTFILE") or None
+keyfile = os.environ.get("GUNICORN_KEYFILE") or None
+ca_certs = os.environ.get("GUNICORN_CA_CERTS") or None
+if ca_certs:
+    cert_reqs = 2  # ssl.CERT_REQUIRED
+for _name in ("GUNICORN_CERTFILE", "GUNICORN_KEYFILE", "GUNICORN_CA_CERTS"):
+    if os.environ.get(_name) and not os.path.isfile(os.environ[_name]):
+        raise SystemExit(f"cortex: invalid configuration: {_name} names no file: {os.environ[_name]!r}")
+if bool(certfile) != bool(keyfile):
+    raise SystemExit("cortex: invalid configuration: GUNICORN_CERTFILE and GUNICORN_KEYFILE go together")
 
 
 def _check_connection_limits():

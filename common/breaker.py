@@ -20,19 +20,32 @@ STATE_NAMES = {pybreaker.STATE_CLOSED: "closed", pybreaker.STATE_OPEN: "open",
 
 class ConcurrentBreaker(pybreaker.CircuitBreaker):
     """A breaker whose calls run concurrently. Once the reset timeout has passed, exactly one call is
-    let through as the trial; until it ends, the others still fail at once, as while open."""
+    let through as the trial; until it ends, the others still fail at once, as while open. While the
+    health monitor reports the service down (`reason`), no call is spent on a trial: a good probe decides."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trial_running = False
+        self.reason: str | None = None
 
     def _reset_due(self) -> bool:
         opened_at = self._state_storage.opened_at
         return opened_at is None or datetime.now(UTC) >= opened_at + timedelta(seconds=self.reset_timeout)
 
+    def refuses_calls(self) -> bool:
+        """Whether a call made now would fail at once without running."""
+        state = self.current_state
+        if state == pybreaker.STATE_CLOSED:
+            return False
+        if self.reason is not None or self._trial_running:
+            return True
+        return state == pybreaker.STATE_OPEN and not self._reset_due()
+
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._lock:
             state = self.current_state
+            if state != pybreaker.STATE_CLOSED and self.reason is not None:
+                raise pybreaker.CircuitBreakerError(f"circuit open: {self.reason}")
             trial = state == pybreaker.STATE_HALF_OPEN or (state == pybreaker.STATE_OPEN and self._reset_due())
             if trial:
                 if self._trial_running:
@@ -53,12 +66,19 @@ class ConcurrentBreaker(pybreaker.CircuitBreaker):
         """The state as the health endpoint reports it: closed, open or half_open."""
         return STATE_NAMES.get(self.current_state, self.current_state)
 
-    def trip(self) -> None:
-        """Open the circuit now (the health monitor saw the service down)."""
+    def trip(self, reason: str = "its health probe failed") -> None:
+        """Open the circuit now (the health monitor saw the service down, for `reason`), keeping the first
+        opening time if it is open already, and hold it open until `recover_if_due`."""
+        self.reason = reason
         if self.current_state != pybreaker.STATE_OPEN:
             self.open()
 
+    def close(self) -> None:
+        self.reason = None
+        super().close()
+
     def recover_if_due(self) -> None:
-        """Close the circuit after a successful health probe, once the reset timeout has passed."""
+        """After a good health probe: end the hold, and close the circuit once the reset timeout has passed."""
+        self.reason = None
         if self.current_state != pybreaker.STATE_CLOSED and self._reset_due():
             self.close()

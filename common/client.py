@@ -12,7 +12,7 @@ from typing import Any
 import pybreaker
 
 from common.breaker import ConcurrentBreaker
-from common.errors import ServiceError, ServiceUnavailable, ToolError, from_body
+from common.errors import ServiceBusy, ServiceError, ServiceUnavailable, ToolError, from_body
 from common.headers import IDEMPOTENCY_KEY as IDEMPOTENCY_HEADER
 from common.headers import REQUEST_ID as REQUEST_ID_HEADER
 from common.request_ids import current_request_id
@@ -21,9 +21,10 @@ from common.transport import ClientSettings, EventStream, Transport
 log = logging.getLogger(__name__)
 
 
-def _is_callers_fault(exc: BaseException) -> bool:
-    # 4xx is the caller's fault, so it does not count against the breaker.
-    return isinstance(exc, ServiceError) and exc.status < 500
+def _is_not_a_failure(exc: BaseException) -> bool:
+    # 4xx is the caller's fault, and "busy" is the service shedding load: it answered, so it is up.
+    # Neither counts against the breaker.
+    return isinstance(exc, ServiceBusy) or (isinstance(exc, ServiceError) and exc.status < 500)
 
 
 class ServiceClient:
@@ -39,7 +40,7 @@ class ServiceClient:
         self.transport = transport or Transport(name, self.settings)
         self.breaker = breaker or ConcurrentBreaker(
             fail_max=self.settings.fail_max, reset_timeout=self.settings.reset_timeout,
-            exclude=[_is_callers_fault], name=name, throw_new_error_on_trip=False)
+            exclude=[_is_not_a_failure], name=name, throw_new_error_on_trip=False)
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -51,20 +52,33 @@ class ServiceClient:
         headers.update(extra or {})
         return headers
 
+    def _circuit_open(self) -> ServiceUnavailable:
+        reason = self.breaker.reason
+        return ServiceUnavailable(f"{self.name} is unavailable (circuit open{': ' + reason if reason else ''})",
+                                  {"service": self.name, "circuit": self.breaker.circuit})
+
     def _guarded(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return self.breaker.call(func, *args, **kwargs)
         except pybreaker.CircuitBreakerError:
-            raise ServiceUnavailable(f"{self.name} is unavailable (circuit open)",
-                                     {"service": self.name, "circuit": self.breaker.circuit}) from None
+            raise self._circuit_open() from None
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        """A JSON call through the breaker. The wait for a free pooled connection comes before the breaker:
+        a full pool is this process's own back-pressure (`ServiceBusy`), not the service failing, so it
+        must neither open the circuit nor count as a success that closes it."""
+        if self.breaker.refuses_calls():  # fail at once rather than wait for a slot that stuck calls hold
+            raise self._circuit_open()
+        with self.transport.slot():
+            return self._guarded(self.transport.request_json, method, url, **kwargs)
 
     def call_tool(self, tool: str, arguments: dict[str, Any], *, idempotency_key: str | None = None) -> Any:
         """Call `tool` and return its `result`. One idempotency key covers every retry of this call."""
         key = idempotency_key or uuid.uuid4().hex
         headers = self._headers({IDEMPOTENCY_HEADER: key, "Content-Type": "application/json"})
         log.debug("call %s.%s key=%s", self.name, tool, key)
-        body = self._guarded(self.transport.request_json, "POST", f"{self.base_url}/tool/{tool}",
-                             json={"arguments": arguments}, headers=headers)
+        body = self._request("POST", f"{self.base_url}/tool/{tool}", json={"arguments": arguments},
+                             headers=headers)
         if not isinstance(body, dict) or "result" not in body:
             raise ToolError(f"{self.name} sent a malformed result for {tool}",
                             status=502, code="bad_response")
@@ -91,12 +105,10 @@ class ServiceClient:
                                  {"service": self.name})
 
     def list_tools(self) -> list[dict]:
-        return self._guarded(self.transport.request_json, "GET", f"{self.base_url}/tools",
-                             headers=self._headers())["tools"]
+        return self._request("GET", f"{self.base_url}/tools", headers=self._headers())["tools"]
 
     def list_resources(self) -> list[dict]:
-        return self._guarded(self.transport.request_json, "GET", f"{self.base_url}/resources",
-                             headers=self._headers())["resources"]
+        return self._request("GET", f"{self.base_url}/resources", headers=self._headers())["resources"]
 
     def health(self) -> dict:
         """The service's own health report, bypassing the breaker (the monitor feeds it instead)."""

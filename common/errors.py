@@ -16,6 +16,8 @@ class ServiceError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "internal error"
+    # Seconds a client should wait before trying again, sent as the Retry-After header when set.
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, message: str | None = None, details: dict[str, Any] | None = None) -> None:
         self.message = message or self.default_message
@@ -90,11 +92,8 @@ class TooManyRequests(ServiceError):
         if retry_after is not None:
             details["retry_after"] = max(1, int(retry_after))
         super().__init__(message, details)
-
-    @property
-    def retry_after(self) -> int:
         value = self.details.get("retry_after")
-        return value if isinstance(value, int) and value > 0 else 1
+        self.retry_after = value if isinstance(value, int) and value > 0 else 1
 
 
 class ToolExecutionError(ServiceError):
@@ -103,6 +102,13 @@ class ToolExecutionError(ServiceError):
 
 class ServiceUnavailable(ServiceError):
     status, code, default_message = 503, "unavailable", "a service is unavailable"
+
+
+class ServiceBusy(ServiceUnavailable):
+    """This process has no room for one more call to a service (every pooled connection to it is in
+    use): back-pressure, not the service failing, so it never counts against the circuit breaker."""
+
+    code, default_message, retry_after = "busy", "a service is busy; try again shortly", 1
 
 
 class ServiceTimeout(ServiceError):

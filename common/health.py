@@ -19,31 +19,51 @@ VERSION = "0.1.0"
 class DependencyMonitor:
     """Probes each dependency's `/health` every `interval` seconds. A failed probe opens that
     dependency's circuit at once, so users get a fast 503 instead of each waiting for a timeout;
-    a good probe closes it again once the breaker's reset timeout has passed."""
+    a good probe closes it again once the breaker's reset timeout has passed.
+
+    A dependency is `up`, `down` (unreachable, too slow, or answering with an error), `tls_error` (no
+    TLS connection with a certificate this client trusts) or `wrong_service` (it answers, but its
+    `/health` names another service: a URL pointing at the wrong port)."""
 
     def __init__(self, clients: Mapping[str, ServiceClient], interval: float) -> None:
         self.clients = dict(clients)
         self.interval = interval
-        self.up: dict[str, bool | None] = {name: None for name in self.clients}
+        self.status: dict[str, str | None] = {name: None for name in self.clients}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def check(self, name: str) -> tuple[str, str | None, str | None]:
+        """Probe one dependency once: its status, what is wrong in words a user may see, and the
+        transport's own account of it for the log."""
+        try:
+            report = self.clients[name].health()
+        except ServiceError as exc:
+            cause = exc.__cause__ or exc.__context__
+            status = "tls_error" if exc.details.get("reason") == "tls_error" else "down"
+            return status, exc.message, str(cause)[:300] if cause is not None else None
+        answered = report.get("service") if isinstance(report, dict) else None
+        if answered != name:
+            what = f"the {answered[:40]!r} service" if isinstance(answered, str) else "something that names no service"
+            return "wrong_service", f"the service at {name}'s URL is {what}", None
+        return "up", None, None
+
     def probe(self, name: str) -> bool:
         client = self.clients[name]
-        try:
-            client.health()
-            ok = True
-        except ServiceError as exc:
-            log.debug("health probe of %s failed: %s", name, exc)
-            ok = False
-        if ok:
+        status, problem, cause = self.check(name)
+        if status == "up":
             client.breaker.recover_if_due()
         else:
-            if self.up.get(name) is not False:
-                log.warning("dependency %s is down; circuit opened", name)
-            client.breaker.trip()
-        self.up[name] = ok
-        return ok
+            client.breaker.trip(problem or status)
+        previous, self.status[name] = self.status.get(name), status
+        # Once per change, not every probe: a dependency down for an hour is one line, not 720.
+        if status != previous and status != "up":
+            log.warning("dependency %s at %s/health is %s: %s%s; circuit opened", name, client.base_url, status,
+                        problem, f" ({cause})" if cause else "")
+        elif status != previous and previous is not None:
+            log.info("dependency %s at %s/health is up again", name, client.base_url)
+        else:
+            log.debug("health probe of %s: %s", name, status)
+        return status == "up"
 
     def probe_all(self) -> None:
         for name in self.clients:
@@ -69,10 +89,10 @@ class DependencyMonitor:
     def report(self) -> dict[str, dict[str, str]]:
         report = {}
         for name, client in self.clients.items():
-            up = self.up[name]
-            if up is None:  # not probed yet: the circuit is the best evidence there is
-                up = client.circuit == "closed"
-            report[name] = {"status": "up" if up else "down", "circuit": client.circuit}
+            status = self.status[name]
+            if status is None:  # not probed yet: the circuit is the best evidence there is
+                status = "up" if client.circuit == "closed" else "down"
+            report[name] = {"status": status, "circuit": client.circuit}
         return report
 
 

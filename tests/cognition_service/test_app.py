@@ -138,7 +138,7 @@ def test_a_good_probe_after_the_reset_timeout_closes_the_circuit(app, client, me
     monitor, breaker = app.extensions["cortex.monitor"], app.extensions["cortex.memory"].breaker
     memory.health(up=False)
     monitor.probe_all()
-    memory.mock.replace("GET", f"{MEMORY}/health", json={"status": "healthy"})
+    memory.mock.replace("GET", f"{MEMORY}/health", json={"status": "healthy", "service": "memory"})
     monitor.probe_all()
     assert client.get("/health").json["dependencies"]["memory"] == {"status": "up", "circuit": "open"}
     breaker._state_storage.opened_at = datetime.now(UTC) - timedelta(seconds=breaker.reset_timeout + 1)

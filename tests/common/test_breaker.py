@@ -260,3 +260,26 @@ def test_only_one_trial_call_runs_after_the_reset_timeout():
     runner.join(5)
     assert outcomes == ["trial"] and breaker.circuit == "closed"
     assert breaker.call(lambda: "after") == "after"
+
+
+def test_no_trial_while_the_monitor_holds_the_circuit_open():
+    breaker = make(reset_timeout=30)
+    breaker.trip("memory is unreachable")
+    backdate(breaker, 31)  # the reset timeout is over, but the monitor still sees the service down
+    assert breaker.refuses_calls()
+    with pytest.raises(pybreaker.CircuitBreakerError, match="memory is unreachable"):
+        breaker.call(ok)
+    breaker.recover_if_due()  # a good probe: the hold ends, and the reset timeout is over
+    assert breaker.circuit == "closed" and breaker.reason is None
+    assert breaker.call(ok) == "ok"
+
+
+def test_a_good_probe_before_the_reset_timeout_lets_the_usual_trial_decide():
+    breaker = make(reset_timeout=30)
+    breaker.trip()
+    breaker.recover_if_due()
+    assert breaker.circuit == "open" and breaker.reason is None
+    backdate(breaker, 31)
+    assert not breaker.refuses_calls()
+    assert breaker.call(ok) == "ok"
+    assert breaker.circuit == "closed"

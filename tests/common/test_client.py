@@ -423,7 +423,7 @@ def test_monitor_trips_on_failed_probe_and_recovers_after_reset_timeout(mock):
         client.call_tool("store_message", {})
     assert len(mock.calls) == calls_before
 
-    mock.replace(responses.GET, HEALTH_URL, json={"status": "healthy"})
+    mock.replace(responses.GET, HEALTH_URL, json={"status": "healthy", "service": "memory"})
     assert monitor.probe("memory") is True
     assert monitor.report() == {"memory": {"status": "up", "circuit": "open"}}  # reset timeout not over
 
@@ -448,7 +448,7 @@ def test_health_endpoint_reports_dependencies(mock):
     app.register_blueprint(health_blueprint("cognition", monitor, self_check=lambda: checks["ok"]))
     web = app.test_client()
 
-    mock.get(HEALTH_URL, json={"status": "healthy"})
+    mock.get(HEALTH_URL, json={"status": "healthy", "service": "memory"})
     monitor.probe_all()
     response = web.get("/health")
     assert response.status_code == 200

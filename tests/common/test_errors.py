@@ -17,6 +17,7 @@ from common.errors import (
     NotFound,
     PayloadTooLarge,
     RequestTimeout,
+    ServiceBusy,
     ServiceError,
     ServiceTimeout,
     ServiceUnavailable,
@@ -48,6 +49,7 @@ CLASSES = [
     (TooManyRequests, 429, "too_many_requests"),
     (ToolExecutionError, 500, "tool_execution_error"),
     (ServiceUnavailable, 503, "unavailable"),
+    (ServiceBusy, 503, "busy"),
     (ServiceTimeout, 504, "timeout"),
 ]
 
