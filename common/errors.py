@@ -17,7 +17,7 @@ class ServiceError(Exception):
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "internal error"
     # Seconds a client should wait before trying again, sent as the Retry-After header when set.
-    retry_after: ClassVar[int | None] = None
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None, details: dict[str, Any] | None = None) -> None:
         self.message = message or self.default_message
