@@ -194,8 +194,9 @@ class Analyst:
         if analysis_type not in ANALYSES:
             raise InvalidArguments(f"analysis_type must be one of {', '.join(ANALYSIS_TYPES)}")
         # One more than the limit tells whether there are older messages than the ones analysed.
-        newest_first = self.memory.latest_in_conversation(user_id, conversation_id, self.limits.max_messages + 1)
+        newest_first, older_left_out = self.memory.latest_page(user_id, conversation_id, self.limits.max_messages + 1)
         messages, truncated = latest_within(newest_first, self.limits)
+        truncated = truncated or older_left_out
         if analysis_type == "summary":
             topic = self.memory.conversation(user_id, conversation_id).get("topic")
             results = self.run(summary, messages, topic)

@@ -31,9 +31,14 @@ class MemoryReader:
 
     def latest_in_conversation(self, user_id: str, conversation_id: str, limit: int) -> list[dict[str, Any]]:
         """The conversation's `limit` latest messages, newest first."""
+        return self.latest_page(user_id, conversation_id, limit)[0]
+
+    def latest_page(self, user_id: str, conversation_id: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` latest messages, newest first, and whether older ones were left out (Memory also
+        ends a page early when it reaches its size in bytes)."""
         page = self.client.call_tool("list_messages", {
             "user_id": user_id, "conversation_id": conversation_id, "limit": limit, "latest": True})
-        return list(reversed(page["messages"]))
+        return list(reversed(page["messages"])), bool(page.get("has_more", False))
 
     def conversation(self, user_id: str, conversation_id: str) -> dict[str, Any]:
         """The conversation object (topic, participants, ...) if the user may read it."""

@@ -198,3 +198,12 @@ def test_the_result_says_when_older_messages_were_left_out(memory):
     assert found["truncated"] is True and found["analyzed_messages"] == 3
     assert found["results"]["message_count"] == 3
     assert memory.sent("list_messages")[0]["limit"] == 4
+
+
+def test_a_page_memory_cut_short_by_its_size_still_reads_as_truncated(memory):
+    client = create_app({**BASE_CONFIG, "ANALYSIS_MAX_MESSAGES": "3", "ANALYSIS_MAX_CHARS": "1000"}).test_client()
+    # Fewer than the 4 asked for came back, because Memory's page reached its byte budget: has_more says so.
+    memory.tool("list_messages", {"messages": CONVERSATION[-2:], "count": 2, "conversation_id": "c1",
+                                  "has_more": True})
+    found = result(client, "analyze_conversation", user_id="u1", conversation_id="c1", analysis_type="activity")
+    assert found["truncated"] is True and found["analyzed_messages"] == 2
