@@ -34,7 +34,9 @@ def long_text(rng: random.Random) -> str:
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("analysis")
     stack = start_stack(tmp, common_env={"ANALYSIS_MAX_CHARS": str(MESSAGES * CHARS_PER_MESSAGE),
-                                         "ANALYSIS_MAX_MESSAGES": str(MESSAGES)})
+                                         "ANALYSIS_MAX_MESSAGES": str(MESSAGES),
+                                         # and Memory's pages big enough to hand the whole of it over at once
+                                         "MAX_PAGE_BYTES": str(8 * 1024 * 1024)})
     try:
         owner, other = Api(stack.core.url, "owner@example.com"), Api(stack.core.url, "other@example.com")
         conv = owner.conversation("Large")

@@ -18,7 +18,7 @@ import requests
 import trustme
 
 from tests.system.harness import ServiceProcess, free_port, wait_until
-from tests.system.stack import JWT_SECRET
+from tests.system.stack import GENEROUS_AUTH_LIMITS, JWT_SECRET
 
 TOKEN = "checks-token-0001"
 FAST = {"SERVICE_TOKEN": TOKEN, "HEALTH_INTERVAL_SECONDS": "0.5", "BREAKER_RESET_SECONDS": "1",
@@ -57,7 +57,9 @@ def services(tmp_path_factory, pki):
     distrusting = ServiceProcess("cognition_service.app:create_app()", {
         **FAST, **trusting, "CLIENT_CA_BUNDLE": str(pki / "other-ca.pem"), "MEMORY_SERVICE_URL": memory_url},
         tmp / "cognition-other-ca.log")
-    core = {**FAST, "CORTEX_DISTRIBUTED_MODE": "true", "JWT_SECRET": JWT_SECRET, "COGNITION_SERVICE_URL": cognition.url}
+    # The flood test asks the pool, not the sign-in rate limits, to refuse: those are lifted here.
+    core = {**FAST, **GENEROUS_AUTH_LIMITS, "CORTEX_DISTRIBUTED_MODE": "true", "JWT_SECRET": JWT_SECRET,
+            "COGNITION_SERVICE_URL": cognition.url}
     misdirected = ServiceProcess("core_app.app:create_app()", {**core, "MEMORY_SERVICE_URL": cognition.url},
                                  tmp / "core-misdirected.log")
     # One pooled connection to Memory, and no more than 0.3 s of waiting for it.
