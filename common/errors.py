@@ -16,6 +16,8 @@ class ServiceError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "internal error"
+    # Seconds after which trying again may succeed; rendered as the Retry-After header when set.
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None, details: dict[str, Any] | None = None) -> None:
         self.message = message or self.default_message
@@ -64,6 +66,17 @@ class Conflict(ServiceError):
 
 class PayloadTooLarge(ServiceError):
     status, code, default_message = 413, "payload_too_large", "request body is too large"
+
+
+class TooManyRequests(ServiceError):
+    """A limit on the caller's (or the process's) work is reached; nothing was done, try again later."""
+
+    status, code, default_message = 429, "too_many_requests", "too many requests; try again later"
+
+    def __init__(self, message: str | None = None, details: dict[str, Any] | None = None, *,
+                 retry_after: int = 1) -> None:
+        super().__init__(message, details)
+        self.retry_after = max(1, retry_after)
 
 
 class UnsupportedMediaType(ServiceError):

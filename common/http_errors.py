@@ -23,6 +23,8 @@ _HTTP_CODES = {
 def error_response(error: ServiceError) -> Response:
     response = jsonify(error.to_body())
     response.status_code = error.status
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

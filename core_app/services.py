@@ -13,6 +13,7 @@ from core_app.embedded import mount_embedded_services
 from core_app.events import EventLog, InProcessEventLog
 from core_app.generators import BuiltinGenerator, Generator, OpenAIGenerator
 from core_app.replies import Replier
+from core_app.reply_pool import ReplyPool
 from core_app.tokens import TokenIssuer
 
 
@@ -29,8 +30,9 @@ class Services:
 
 def build_generator(settings: CoreConfig) -> Generator:
     if settings.llm_provider == "openai":
+        # No more replies run at once than REPLY_CONCURRENCY, so no more connections are ever needed.
         return OpenAIGenerator(settings.llm_base_url or "", settings.llm_api_key, settings.llm_model,
-                               settings.llm_timeout)
+                               settings.llm_timeout, pool_size=settings.reply_limits.concurrency)
     return BuiltinGenerator()
 
 
@@ -43,7 +45,7 @@ def build_services(settings: CoreConfig) -> Services:
     events = InProcessEventLog(settings.event_retention, settings.subscriber_buffer,
                                heartbeat=settings.heartbeat_seconds)
     monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
-    replier = Replier(memory, cognition, events, build_generator(settings))
+    replier = Replier(memory, cognition, events, build_generator(settings), ReplyPool(settings.reply_limits))
     tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds)
     return Services(settings, memory, cognition, events, tokens, replier, monitor)
 

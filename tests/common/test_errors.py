@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 
 from common import errors
 from common.errors import (
@@ -21,10 +22,12 @@ from common.errors import (
     ToolError,
     ToolExecutionError,
     ToolNotFound,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
     from_body,
 )
+from common.http_errors import error_response
 
 CLASSES = [
     (ServiceError, 500, "internal_error"),
@@ -39,6 +42,7 @@ CLASSES = [
     (Conflict, 409, "conflict"),
     (PayloadTooLarge, 413, "payload_too_large"),
     (UnsupportedMediaType, 415, "unsupported_media_type"),
+    (TooManyRequests, 429, "too_many_requests"),
     (ToolExecutionError, 500, "tool_execution_error"),
     (ServiceUnavailable, 503, "unavailable"),
     (ServiceTimeout, 504, "timeout"),
@@ -114,7 +118,7 @@ def test_from_body_without_status_rebuilds_known_code(cls, status, code):
 @pytest.mark.parametrize(
     ("status", "code"),
     [
-        (429, "too_many_requests"),
+        (429, "quota_exceeded"),
         (418, "teapot"),
         (500, "database_exploded"),
         (500, "not_found"),  # a known code with a different status keeps the remote status
@@ -171,3 +175,16 @@ def test_from_body_missing_message_falls_back_to_default(message):
     rebuilt = from_body(409, {"error": {"code": "conflict", "message": message}})
     assert type(rebuilt) is Conflict
     assert rebuilt.message == Conflict.default_message
+
+
+@pytest.mark.parametrize(("error", "header"), [
+    (TooManyRequests("slow down", retry_after=7), "7"),
+    (TooManyRequests(retry_after=0), "1"),  # "now" would invite an immediate retry
+    (ServiceUnavailable(), None),
+], ids=["429-7s", "429-at-least-1s", "503-without"])
+def test_an_error_that_knows_when_to_retry_sends_retry_after(error, header):
+    with Flask(__name__).app_context():
+        response = error_response(error)
+    assert response.status_code == error.status
+    assert response.headers.get("Retry-After") == header
+    assert response.get_json() == error.to_body()
