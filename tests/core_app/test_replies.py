@@ -275,6 +275,7 @@ def test_accepting_the_same_message_twice_announces_and_replies_once(memory, cog
     assert types.count("response.started") == 1
     assert types.count("response.completed") == 1
     assert len(memory.calls_to("store_input")) == 1
+    assert replier.pool.stats()["admitted"] == 0  # the retry's place was given back at once
 
 
 def test_different_messages_each_get_their_reply(memory, cognition, log):
