@@ -334,7 +334,7 @@ def test_openai_stream_that_ends_after_the_finishing_chunk_without_done_is_compl
 def test_openai_replies_reuse_one_kept_alive_connection():
     """Issue 11 item 21: a TCP (and, against a real endpoint, TLS) handshake per reply is gone."""
     with FakeLLM(["Hel", "lo"]) as llm:
-        generator = OpenAIGenerator(llm.base_url, "sk-test", "test-model", timeout=5, pool_size=4)
+        generator = OpenAIGenerator(llm.base_url, "sk-test", "test-model", timeout=5)
         replies = ["".join(generator.stream(Prompt(f"question {n}"))) for n in range(5)]
 
     assert replies == ["Hello"] * 5
@@ -344,7 +344,7 @@ def test_openai_replies_reuse_one_kept_alive_connection():
 
 def test_openai_after_a_cut_connection_the_next_reply_opens_a_fresh_one():
     with FakeLLM(["Hel", "lo"]) as llm:
-        generator = OpenAIGenerator(llm.base_url, "sk-test", "test-model", timeout=5, pool_size=4)
+        generator = OpenAIGenerator(llm.base_url, "sk-test", "test-model", timeout=5)
         first = collect(generator.stream(Prompt("one")))
         llm.fail_after = 1
         cut = collect(generator.stream(Prompt("two")))

@@ -36,7 +36,9 @@ GREENLET_TOLERANCE = FD_TOLERANCE = 2
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    started = start_stack(tmp_path_factory.mktemp("streams"), core_env={"DEBUG_STATS": "true"})
+    # One user posts the messages back to back: their replies may all be in progress together.
+    started = start_stack(tmp_path_factory.mktemp("streams"), core_env={"DEBUG_STATS": "true",
+                                                                         "REPLIES_PER_USER": str(MESSAGES)})
     yield started
     started.stop()
 
