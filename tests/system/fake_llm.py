@@ -32,6 +32,7 @@ class FakeLLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as real model servers do
 
             def log_message(self, *args: object) -> None:
                 pass
