@@ -5,12 +5,24 @@ The bind address comes from the command line (`-b`), set per service by the Proc
 """
 
 import os
+import re
+import sys
+
+
+def whole_number(name, default):
+    """A positive whole number from the environment. Anything else stops the master with one line naming
+    the variable (an exception here would be gunicorn's "Failed to read config file" and a traceback)."""
+    value = os.environ.get(name, "").strip() or str(default)
+    if not re.fullmatch(r"[0-9]+", value) or int(value) < 1:
+        sys.exit(f"cortex: invalid configuration: {name} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
 
 # gunicorn's gevent worker, but with its own refusals (414, 431, bad HTTP) in the JSON error shape.
 worker_class = "common.gunicorn_worker.JsonErrorGeventWorker"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+workers = whole_number("WEB_CONCURRENCY", 1)
 # Each open SSE stream holds one greenlet slot for its whole life; leave room for ordinary calls.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "12000"))
+worker_connections = whole_number("WORKER_CONNECTIONS", 12000)
 backlog = 4096
 # Under gevent the timeout only fires when something blocks the hub; streams never trigger it.
 timeout = 30
@@ -18,10 +30,27 @@ timeout = 30
 graceful_timeout = 4
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# gunicorn's logger, with `?access_token=`, `?ticket=` and similar query values written as [redacted].
+logger_class = "common.gunicorn_worker.RedactingLogger"
 errorlog = "-"
 # gunicorn 27's control socket defaults to one path per user, which every service here would share.
 control_socket_disable = True
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def _check_connection_limits():
+    """Refuse a bad BODY_READ_TIMEOUT_SECONDS or MAX_CONNECTIONS_PER_* here, in one line, rather than
+    in every worker's boot (the worker reads them again; this module only validates)."""
+    from common.config import ConfigError, exit_on_config_error
+    from common.connection_limits import ConnectionLimits
+
+    try:
+        ConnectionLimits.from_env()
+    except ConfigError as error:
+        exit_on_config_error(error)
+
+
+_check_connection_limits()
 
 
 def post_worker_init(worker):

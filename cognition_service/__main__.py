@@ -1,13 +1,15 @@
 """`python -m cognition_service`: the Cognition Service under gunicorn + gevent on COGNITION_SERVICE_PORT."""
 
+from __future__ import annotations
+
 from cognition_service.config import load_config
-from common.serve import serve
+from common.serve import Listen, serve
 
 
-def address() -> tuple[str, int]:
+def prepare() -> Listen:
     settings = load_config()
-    return settings.host, settings.port
+    return Listen(settings.host, settings.port, "COGNITION_SERVICE_PORT")
 
 
 if __name__ == "__main__":
-    serve("cognition_service.app:create_app()", address)
+    serve("cognition_service.app:create_app()", prepare)

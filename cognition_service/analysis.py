@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 from itertools import pairwise
 from statistics import fmean
@@ -147,14 +148,58 @@ ANALYSES: dict[str, Callable[[Sequence[Message]], dict[str, Any]]] = {
 }
 
 
-def analyze_conversation(memory: MemoryReader, user_id: str, conversation_id: str,
-                         analysis_type: str) -> dict[str, Any]:
-    """Read the conversation through Memory (which checks the user's access) and run one analysis."""
-    if analysis_type not in ANALYSES:
-        raise InvalidArguments(f"analysis_type must be one of {', '.join(ANALYSIS_TYPES)}")
-    if analysis_type == "summary":
-        topic = memory.conversation(user_id, conversation_id).get("topic")
-        results = summary(memory.messages(user_id, conversation_id), topic)
-    else:
-        results = ANALYSES[analysis_type](memory.messages(user_id, conversation_id))
-    return {"type": analysis_type, "conversation_id": conversation_id, "results": results}
+@dataclass(frozen=True)
+class AnalysisLimits:
+    """How much of a conversation one analysis reads: its latest `max_messages`, and of those only the
+    newest that fit in `max_chars` of content, so one request's work is bounded whatever the conversation."""
+
+    max_messages: int = 500
+    max_chars: int = 200_000
+
+
+def latest_within(newest_first: Sequence[Message], limits: AnalysisLimits) -> tuple[list[Message], bool]:
+    """The newest messages within `limits`, in conversation order, and whether any were left out. A newest
+    message longer than `max_chars` on its own is analysed in its first `max_chars` characters."""
+    kept: list[Message] = []
+    chars = 0
+    for message in newest_first[:limits.max_messages]:
+        size = len(message["content"])
+        if chars + size > limits.max_chars:
+            if not kept:
+                return [{**message, "content": message["content"][:limits.max_chars]}], True
+            break
+        kept.append(message)
+        chars += size
+    return kept[::-1], len(kept) < len(newest_first)
+
+
+def run_inline(work: Callable[..., Any], *args: Any) -> Any:
+    return work(*args)
+
+
+class Analyst:
+    """Runs the analyses for the tool and the resource: reads the conversation's latest messages through
+    Memory (which checks the user's access), bounds them by `limits`, and computes through `run`, which
+    may move the CPU-bound work off the event loop (see `cognition_service.offload`)."""
+
+    def __init__(self, memory: MemoryReader, limits: AnalysisLimits = AnalysisLimits(),
+                 run: Callable[..., Any] = run_inline) -> None:
+        self.memory = memory
+        self.limits = limits
+        self.run = run
+
+    def analyze(self, user_id: str, conversation_id: str, analysis_type: str) -> dict[str, Any]:
+        """One analysis of the conversation; `truncated` says whether older messages were left out, and
+        `analyzed_messages` how many were read (every count in `results` is over those)."""
+        if analysis_type not in ANALYSES:
+            raise InvalidArguments(f"analysis_type must be one of {', '.join(ANALYSIS_TYPES)}")
+        # One more than the limit tells whether there are older messages than the ones analysed.
+        newest_first = self.memory.latest_in_conversation(user_id, conversation_id, self.limits.max_messages + 1)
+        messages, truncated = latest_within(newest_first, self.limits)
+        if analysis_type == "summary":
+            topic = self.memory.conversation(user_id, conversation_id).get("topic")
+            results = self.run(summary, messages, topic)
+        else:
+            results = self.run(ANALYSES[analysis_type], messages)
+        return {"type": analysis_type, "conversation_id": conversation_id, "results": results,
+                "truncated": truncated, "analyzed_messages": len(messages)}

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 
 from flask import Flask
 
+from cognition_service.analysis import Analyst
 from cognition_service.config import load_config
 from cognition_service.memory import MemoryReader
+from cognition_service.offload import CpuOffload
 from cognition_service.resources import build_resources
 from cognition_service.tools import build_tools
+from common.auth import install_host_check
 from common.client import ServiceClient
 from common.config import ConfigError, exit_on_config_error
 from common.health import DependencyMonitor, health_blueprint
@@ -30,11 +33,14 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     memory = ServiceClient("memory", settings.memory_service_url, token=settings.service_token,
                            settings=settings.client)
     monitor = DependencyMonitor({"memory": memory}, settings.health_interval)
+    if not settings.in_process:  # reached only through the Core's own client, never by a browser
+        install_host_check(app, settings.service_token, settings.allowed_hosts)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.memory"] = memory
     app.extensions["cortex.monitor"] = monitor
     reader = MemoryReader(memory)
-    tools, resources = build_tools(reader), build_resources(reader)
+    analyst = Analyst(reader, settings.analysis_limits, CpuOffload(settings.analysis_threads).run)
+    tools, resources = build_tools(reader, analyst), build_resources(reader, analyst)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("cognition", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cognition_service.analysis import AnalysisLimits
+from common.auth import allowed_hosts_setting, service_token_setting
 from common.config import Env
 from common.mcp_origins import parse_allowed_origins
 from common.transport import ClientSettings
@@ -18,25 +20,40 @@ class CognitionConfig:
     port: int
     memory_service_url: str
     service_token: str | None
+    allowed_hosts: tuple[str, ...]
+    in_process: bool
     health_interval: float
     log_level: str
     max_body_bytes: int
     client: ClientSettings
     mcp_allowed_origins: tuple[str, ...]
+    analysis_limits: AnalysisLimits
+    analysis_threads: int
 
 
 def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
     env = Env(values)
+    host = env.str("HOST", "127.0.0.1") or "127.0.0.1"
+    environment = env.choice("CORTEX_ENV", "development", ("development", "production"))
+    # Set by the Core for the copy it runs inside itself, which has no port of its own.
+    in_process = env.bool("CORTEX_IN_PROCESS", False)
     return CognitionConfig(
-        host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
+        host=host,
         port=env.int("COGNITION_SERVICE_PORT", 9100, minimum=1, maximum=65535),
         memory_service_url=env.url("MEMORY_SERVICE_URL", DEFAULT_MEMORY_SERVICE_URL),
         # One shared secret: sent to Memory and required from Cognition's own callers (SPEC §3.6).
-        service_token=env.str("SERVICE_TOKEN"),
+        service_token=service_token_setting(env, host=host, environment=environment, in_process=in_process),
+        allowed_hosts=allowed_hosts_setting(env),
+        in_process=in_process,
         # 0 turns the background probe off (unit tests); the breaker then learns from calls alone.
         health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
         log_level=env.log_level(),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         client=ClientSettings.from_env(env),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
+        # One more than the messages is asked of Memory, whose pages hold at most 1000.
+        analysis_limits=AnalysisLimits(
+            max_messages=env.int("ANALYSIS_MAX_MESSAGES", 500, minimum=1, maximum=999),
+            max_chars=env.int("ANALYSIS_MAX_CHARS", 200_000, minimum=1000)),
+        analysis_threads=env.int("ANALYSIS_THREADS", 2, minimum=1, maximum=16),
     )

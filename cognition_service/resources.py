@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cognition_service import analysis, context
-from cognition_service.analysis import AnalysisType
+from cognition_service import context
+from cognition_service.analysis import AnalysisType, Analyst
 from cognition_service.memory import MemoryReader
 from cognition_service.tools import ContextLimit, OptionalQuery
 from common.models import Arguments, Id
@@ -25,7 +25,7 @@ class AnalysisParams(Arguments):
     user_id: Id
 
 
-def build_resources(memory: MemoryReader) -> list[Resource]:
+def build_resources(memory: MemoryReader, analyst: Analyst) -> list[Resource]:
     # Both compute their items before returning, so Memory's refusals (403/404/503) are ordinary JSON
     # errors rather than in-band stream errors.
     def context_items(params: ContextParams) -> Iterable[dict]:
@@ -33,7 +33,7 @@ def build_resources(memory: MemoryReader) -> list[Resource]:
                                    params.limit)["context"]
 
     def one_analysis(params: AnalysisParams) -> Iterable[dict]:
-        return [analysis.analyze_conversation(memory, params.user_id, params.conversation_id, params.type)]
+        return [analyst.analyze(params.user_id, params.conversation_id, params.type)]
 
     return [
         Resource("context/{user_id}", "Context items for ?query= (newest messages without one), ?limit= 1-200.",

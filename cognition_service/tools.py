@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from cognition_service import analysis, context
-from cognition_service.analysis import AnalysisType
+from cognition_service import context
+from cognition_service.analysis import AnalysisType, Analyst
 from cognition_service.memory import MemoryReader
 from common.models import Arguments, Id, Limit
 from common.protocol import Tool
@@ -44,8 +44,8 @@ class AnalyzeConversation(Arguments):
     analysis_type: AnalysisType
 
 
-def build_tools(memory: MemoryReader) -> list[Tool]:
-    """Bind every tool of SPEC §5 to `memory`."""
+def build_tools(memory: MemoryReader, analyst: Analyst) -> list[Tool]:
+    """Bind every tool of SPEC §5 to `memory` (analyses through `analyst`)."""
     return [
         Tool("get_context", "The user's messages most relevant to a query (blended with recency), or their "
              "newest messages; each with a score.", GetContext,
@@ -55,5 +55,5 @@ def build_tools(memory: MemoryReader) -> list[Tool]:
              lambda a, ctx: context.search_history(memory, a.user_id, a.query, a.limit, a.include_conversations)),
         Tool("analyze_conversation", "Summary, topics, sentiment or activity of a conversation the user may "
              "read.", AnalyzeConversation,
-             lambda a, ctx: analysis.analyze_conversation(memory, a.user_id, a.conversation_id, a.analysis_type)),
+             lambda a, ctx: analyst.analyze(a.user_id, a.conversation_id, a.analysis_type)),
     ]

@@ -16,9 +16,18 @@ FALSE_WORDS = {"0", "false", "no", "off"}
 class ConfigError(ValueError):
     """A setting is invalid; the message names the variable and what is wrong with it."""
 
+    prefix = "invalid configuration"
+
     def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"invalid configuration: {name} {problem}")
+        super().__init__(f"{self.prefix}: {name} {problem}")
         self.name = name
+
+
+class UnusableSetting(ConfigError):
+    """A well-formed setting this machine cannot honour now: a port already in use, a database file that
+    cannot be opened. Reported the same way, one line naming the variable."""
+
+    prefix = "cannot start"
 
 
 # Env has methods named str, int, float and bool; inside it those names are the methods, so its

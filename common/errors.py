@@ -16,8 +16,6 @@ class ServiceError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "internal error"
-    # Seconds after which trying again may succeed; rendered as the Retry-After header when set.
-    retry_after: int | None = None
 
     def __init__(self, message: str | None = None, details: dict[str, Any] | None = None) -> None:
         self.message = message or self.default_message
@@ -48,6 +46,10 @@ class Forbidden(ServiceError):
     status, code, default_message = 403, "forbidden", "this user may not touch that object"
 
 
+class MisdirectedRequest(ServiceError):
+    status, code, default_message = 421, "misdirected_request", "this host name is not served here"
+
+
 class NotFound(ServiceError):
     status, code, default_message = 404, "not_found", "not found"
 
@@ -60,6 +62,10 @@ class MethodNotAllowed(ServiceError):
     status, code, default_message = 405, "method_not_allowed", "method not allowed"
 
 
+class RequestTimeout(ServiceError):
+    status, code, default_message = 408, "request_timeout", "the request body did not arrive in time"
+
+
 class Conflict(ServiceError):
     status, code, default_message = 409, "conflict", "conflict"
 
@@ -69,14 +75,14 @@ class PayloadTooLarge(ServiceError):
 
 
 class TooManyRequests(ServiceError):
-    """A limit on the caller's (or the process's) work is reached; nothing was done, try again later."""
+    """A limit was reached; `retry_after` (seconds) becomes the Retry-After header."""
 
-    status, code, default_message = 429, "too_many_requests", "too many requests; try again later"
+    status, code, default_message = 429, "too_many_requests", "too many requests; retry later"
 
     def __init__(self, message: str | None = None, details: dict[str, Any] | None = None, *,
                  retry_after: int = 1) -> None:
         super().__init__(message, details)
-        self.retry_after = max(1, retry_after)
+        self.retry_after = retry_after
 
 
 class UnsupportedMediaType(ServiceError):

@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from common.errors import InvalidArguments, PayloadTooLarge, ServiceError, ToolExecutionError
+from common.errors import InvalidArguments, PayloadTooLarge, ServiceError, ToolExecutionError, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ _HTTP_CODES = {
 def error_response(error: ServiceError) -> Response:
     response = jsonify(error.to_body())
     response.status_code = error.status
-    if error.retry_after is not None:
+    if isinstance(error, TooManyRequests):
         response.headers["Retry-After"] = str(error.retry_after)
     return response
 

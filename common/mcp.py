@@ -46,6 +46,9 @@ from common.request_ids import current_request_id
 log = logging.getLogger(__name__)
 
 PATH = "/mcp"
+# Every message of a batch is answered in one request, so an unbounded array is unbounded work for one
+# POST. Only the 2025-03-26 revision has batches at all; no client needs more than a handful.
+MAX_BATCH = 50
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -140,6 +143,10 @@ def mcp_blueprint(service: str, tools: Sequence[Tool], resources: Sequence[Resou
                              None, modern=False)
         if not raw:
             return rpc_error(RpcError(INVALID_REQUEST, "an empty batch", status=400), None, modern=False)
+        if len(raw) > MAX_BATCH:
+            return rpc_error(RpcError(INVALID_REQUEST, f"a JSON-RPC batch may hold at most {MAX_BATCH} messages, "
+                                                       f"got {len(raw)}; send them in smaller batches", status=400,
+                                      data={"limit": MAX_BATCH}), None, modern=False)
         replies = []
         for item in raw:
             if is_response(item):

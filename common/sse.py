@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ from common.errors import ServiceError, ToolExecutionError
 
 log = logging.getLogger(__name__)
 
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 HEARTBEAT = b": ping\n\n"
 
 
@@ -122,8 +122,11 @@ class _LiveRegistry:
 LIVE = _LiveRegistry()
 
 
-def live_stream(sub: Subscription, heartbeat_seconds: float, first: Iterable[Encodable] = ()) -> Iterator[bytes]:
-    """Relay `sub` until it ends or the client goes away; heartbeats also reveal a vanished client."""
+def live_stream(sub: Subscription, heartbeat_seconds: float, first: Iterable[Encodable] = (),
+                check: Callable[[], Encodable | None] | None = None) -> Iterator[bytes]:
+    """Relay `sub` until it ends or the client goes away; heartbeats also reveal a vanished client.
+    `check` runs at every wake-up (each batch of events and each heartbeat); an event it returns is
+    sent last and ends the stream (an expired token, a reader who lost access)."""
     LIVE.add(sub)
     try:
         for event in first:
@@ -131,6 +134,11 @@ def live_stream(sub: Subscription, heartbeat_seconds: float, first: Iterable[Enc
         while not LIVE.closing:
             events = sub.wait(heartbeat_seconds)
             if events is None:
+                return
+            final = check() if check is not None else None
+            if final is not None:
+                # Whatever arrived with the news is not for this reader any more.
+                yield final.encode()
                 return
             if not events:
                 yield HEARTBEAT

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
 
 from common.http_errors import register_error_handlers
 from common.request_ids import configure_logging, install_request_ids
@@ -17,4 +17,14 @@ def base_app(import_name: str, *, service: str, max_body_bytes: int, log_level: 
     configure_logging(log_level, service)
     install_request_ids(app)
     register_error_handlers(app)
+    app.after_request(private_headers)
     return app
+
+
+def private_headers(response: Response) -> Response:
+    """Every answer is private to its caller (or, like /health, not worth keeping): no cache may store it,
+    and a browser must not guess a type other than the declared one (a JSON error echoing input is not
+    HTML). Set on every response, streams included, so no route can forget it."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

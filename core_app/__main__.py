@@ -1,14 +1,23 @@
 """`python -m core_app`: the Core App under gunicorn + gevent on PORT. With CORTEX_DISTRIBUTED_MODE unset
 (false) it runs Memory and Cognition inside the same process: the whole system in one command."""
 
-from common.serve import serve
+from __future__ import annotations
+
+from werkzeug.utils import import_string
+
+from common.serve import Listen, serve
 from core_app.config import load_config
 
+# Named, not imported, like the embedded apps (core_app/embedded.py): the services never import each other.
+EMBEDDED_MEMORY_CHECK = "memory_service.__main__:check_database"
 
-def address() -> tuple[str, int]:
+
+def prepare() -> Listen:
     settings = load_config()
-    return settings.host, settings.port
+    if not settings.distributed:
+        import_string(EMBEDDED_MEMORY_CHECK)()
+    return Listen(settings.host, settings.port, "PORT")
 
 
 if __name__ == "__main__":
-    serve("core_app.app:create_app()", address)
+    serve("core_app.app:create_app()", prepare)

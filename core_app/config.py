@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from common.auth import check_strong, service_token_setting
 from common.config import ConfigError, Env
 from common.transport import ClientSettings
 from core_app.reply_pool import ReplyLimits
@@ -39,6 +40,13 @@ class CoreConfig:
     heartbeat_seconds: float
     event_retention: int
     subscriber_buffer: int
+    subscriber_buffer_bytes: int
+    event_log_conversation_bytes: int
+    event_log_bytes: int
+    streams_per_user: int
+    stream_send_buffer_bytes: int
+    stream_access_check_seconds: float
+    stream_ticket_seconds: int
     health_interval: float
     max_body_bytes: int
     log_level: str
@@ -86,8 +94,14 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         if environment != "development":
             raise ConfigError("JWT_SECRET", "is required when CORTEX_ENV is production")
         secret = development_secret()
+    elif environment == "production":
+        check_strong("JWT_SECRET", secret)
     elif len(secret) < 32:
         raise ConfigError("JWT_SECRET", "must be at least 32 characters (HS256 wants a 256-bit key)")
+    distributed = env.bool("CORTEX_DISTRIBUTED_MODE", False)
+    # The Core's own routes are guarded by user tokens, so its HOST does not matter here; what needs
+    # SERVICE_TOKEN is its calls to Memory and Cognition, which in production require one.
+    service_token = service_token_setting(env, host="localhost", environment=environment, in_process=not distributed)
     provider = env.choice("LLM_PROVIDER", "builtin", ("builtin", "openai"))
     base_url = env.url("LLM_BASE_URL", "https://api.openai.com/v1") if provider == "openai" else None
     api_key = env.str("LLM_API_KEY")
@@ -98,10 +112,10 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
         port=env.int("PORT", 8000, minimum=1, maximum=65535),
         environment=environment,
-        distributed=env.bool("CORTEX_DISTRIBUTED_MODE", False),
+        distributed=distributed,
         memory_url=env.url("MEMORY_SERVICE_URL", "http://localhost:9000"),
         cognition_url=env.url("COGNITION_SERVICE_URL", "http://localhost:9100"),
-        service_token=env.str("SERVICE_TOKEN"),
+        service_token=service_token,
         jwt_secret=secret,
         jwt_expires_seconds=env.int("JWT_EXPIRES_SECONDS", 86400, minimum=1),
         registration_enabled=env.bool("REGISTRATION_ENABLED", True),
@@ -116,6 +130,13 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         heartbeat_seconds=env.float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05),
         event_retention=env.int("EVENT_RETENTION", 1000, minimum=1),
         subscriber_buffer=env.int("SUBSCRIBER_BUFFER", 1000, minimum=1),
+        subscriber_buffer_bytes=env.int("SUBSCRIBER_BUFFER_BYTES", 1 << 20, minimum=1024),
+        event_log_conversation_bytes=env.int("EVENT_LOG_CONVERSATION_BYTES", 4 << 20, minimum=1024),
+        event_log_bytes=env.int("EVENT_LOG_BYTES", 128 << 20, minimum=1024),
+        streams_per_user=env.int("STREAMS_PER_USER", 20, minimum=1),
+        stream_send_buffer_bytes=env.int("STREAM_SEND_BUFFER_BYTES", 64 << 10, minimum=0),
+        stream_access_check_seconds=env.float("STREAM_ACCESS_CHECK_SECONDS", 30.0, minimum=0.05),
+        stream_ticket_seconds=env.int("STREAM_TICKET_SECONDS", 60, minimum=1, maximum=3600),
         health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         log_level=env.log_level(),

@@ -19,7 +19,8 @@ COGNITION_APP = "cognition_service.app:create_app"
 
 def mount_embedded_services(settings: object, memory: ServiceClient, cognition: ServiceClient) -> None:
     values: Mapping[str, str] = settings.values  # type: ignore[attr-defined]
-    overrides = {**values, "MEMORY_SERVICE_URL": memory.base_url}
+    # CORTEX_IN_PROCESS: these copies have no port of their own, so they need no SERVICE_TOKEN to start.
+    overrides = {**values, "MEMORY_SERVICE_URL": memory.base_url, "CORTEX_IN_PROCESS": "true"}
     memory_app = import_string(MEMORY_APP)(overrides)
     # Cognition's own health monitor would probe Memory before the in-process route below is mounted,
     # find nothing listening and open its circuit; in one process Memory cannot be down on its own.

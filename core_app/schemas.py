@@ -60,6 +60,14 @@ class ConversationQuery(Page):
     workspace_id: Id
 
 
+class InvitationIn(Arguments):
+    user_id: Id
+
+
+class InvitationQuery(Page):
+    conversation_id: Id | None = None
+
+
 class MessageIn(Arguments):
     # Whitespace alone is not a message anyone can answer; it is refused rather than stored.
     content: Annotated[Content, Field(pattern=r"\S")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from flask import current_app
@@ -14,6 +15,7 @@ from core_app.events import EventLog, InProcessEventLog
 from core_app.generators import BuiltinGenerator, Generator, OpenAIGenerator
 from core_app.replies import Replier
 from core_app.reply_pool import ReplyPool
+from core_app.streams import AccessChecks, StreamSlots
 from core_app.tokens import TokenIssuer
 
 
@@ -26,6 +28,8 @@ class Services:
     tokens: TokenIssuer
     replier: Replier
     monitor: DependencyMonitor
+    stream_slots: StreamSlots
+    access_checks: AccessChecks
 
 
 def build_generator(settings: CoreConfig) -> Generator:
@@ -43,11 +47,18 @@ def build_services(settings: CoreConfig) -> Services:
     if not settings.distributed:
         mount_embedded_services(settings, memory, cognition)
     events = InProcessEventLog(settings.event_retention, settings.subscriber_buffer,
-                               heartbeat=settings.heartbeat_seconds)
+                               heartbeat=settings.heartbeat_seconds, buffer_bytes=settings.subscriber_buffer_bytes,
+                               conversation_bytes=settings.event_log_conversation_bytes,
+                               total_bytes=settings.event_log_bytes)
     monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
     replier = Replier(memory, cognition, events, build_generator(settings), ReplyPool(settings.reply_limits))
-    tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds)
-    return Services(settings, memory, cognition, events, tokens, replier, monitor)
+    tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds, settings.stream_ticket_seconds)
+    # A closed stream frees its slot once the next heartbeat finds the client gone.
+    slots = StreamSlots(settings.streams_per_user, retry_after=max(1, math.ceil(settings.heartbeat_seconds)))
+    checks = AccessChecks(lambda user_id, conversation_id: memory.call_tool(
+        "get_conversation", {"user_id": user_id, "conversation_id": conversation_id}),
+        settings.stream_access_check_seconds)
+    return Services(settings, memory, cognition, events, tokens, replier, monitor, slots, checks)
 
 
 def services() -> Services:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
+from common.auth import install_host_check
 from common.config import ConfigError, exit_on_config_error
 from common.health import health_blueprint
 from common.mcp import mcp_blueprint
@@ -14,6 +15,7 @@ from common.protocol import protocol_blueprint
 from common.webapp import base_app
 from memory_service.config import load_config
 from memory_service.db import Database
+from memory_service.membership import InvitationLimits
 from memory_service.resources import build_resources
 from memory_service.tools import build_tools
 
@@ -28,9 +30,12 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
                    log_level=settings.log_level)
     db = Database(settings.database_path, pool_size=settings.db_pool_size,
                   synchronous=settings.sqlite_synchronous)
+    if not settings.in_process:  # reached only through the Core's own client, never by a browser
+        install_host_check(app, settings.service_token, settings.allowed_hosts)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.db"] = db
-    tools, resources = build_tools(db), build_resources(db)
+    limits = InvitationLimits(settings.max_conversation_participants, settings.max_pending_invitations)
+    tools, resources = build_tools(db, limits), build_resources(db)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.auth import allowed_hosts_setting, service_token_setting
 from common.config import ConfigError, Env
 from common.mcp_origins import parse_allowed_origins
 
@@ -19,11 +20,15 @@ class MemoryConfig:
     host: str
     port: int
     service_token: str | None
+    allowed_hosts: tuple[str, ...]
+    in_process: bool
     log_level: str
     max_body_bytes: int
     db_pool_size: int
     sqlite_synchronous: str
     mcp_allowed_origins: tuple[str, ...]
+    max_conversation_participants: int
+    max_pending_invitations: int
 
 
 def sqlite_path(url: str) -> str:
@@ -39,14 +44,22 @@ def sqlite_path(url: str) -> str:
 
 def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
     env = Env(values)
+    host = env.str("HOST", "127.0.0.1") or "127.0.0.1"
+    environment = env.choice("CORTEX_ENV", "development", ("development", "production"))
+    # Set by the Core for the copy it runs inside itself, which has no port of its own.
+    in_process = env.bool("CORTEX_IN_PROCESS", False)
     return MemoryConfig(
         database_path=sqlite_path(env.str("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL),
-        host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
+        host=host,
         port=env.int("MEMORY_SERVICE_PORT", 9000, minimum=1, maximum=65535),
-        service_token=env.str("SERVICE_TOKEN"),
+        service_token=service_token_setting(env, host=host, environment=environment, in_process=in_process),
+        allowed_hosts=allowed_hosts_setting(env),
+        in_process=in_process,
         log_level=env.log_level(),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
         sqlite_synchronous=env.choice("SQLITE_SYNCHRONOUS", "normal", ("normal", "full")),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
+        max_conversation_participants=env.int("MAX_CONVERSATION_PARTICIPANTS", 100, minimum=1, maximum=10_000),
+        max_pending_invitations=env.int("MAX_PENDING_INVITATIONS", 100, minimum=1, maximum=10_000),
     )

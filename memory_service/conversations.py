@@ -1,4 +1,8 @@
-"""Conversations: created and managed by the workspace owner, readable by the owner and participants."""
+"""Conversations: created and managed by the workspace owner, readable by the owner and participants.
+
+A participant is a user who accepted an invitation (memory_service/participants.py); naming someone in
+`participant_ids` invites them, it does not let them in.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,15 @@ from typing import Any
 
 from common.errors import Forbidden, InvalidArguments, NotFound
 from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
+from memory_service.membership import (
+    DEFAULT_LIMITS,
+    InvitationLimits,
+    drop_member,
+    invite,
+    members,
+    pending_invitees,
+    withdraw,
+)
 from memory_service.users import require_user, unknown
 from memory_service.workspaces import load_workspace, require_owner, takes_part_in
 
@@ -63,24 +76,14 @@ def load_conversation(
     return row
 
 
-def _participants(conn: sqlite3.Connection, creator: str, given: list[str] | None) -> list[str]:
+def _wanted(conn: sqlite3.Connection, owner_id: str, given: list[str] | None) -> list[str]:
+    """The given participant ids without repeats or the owner (always in), each an existing user."""
     if given is not None and (not isinstance(given, list) or not all(isinstance(p, str) for p in given)):
         raise InvalidArguments("participant_ids must be a list of user ids")
-    ids = [creator]
-    for participant in given or []:
-        if participant not in ids:
-            ids.append(participant)
-    for participant in ids[1:]:
+    ids = [participant for participant in dict.fromkeys(given or []) if participant != owner_id]
+    for participant in ids:
         require_user(conn, participant, what="participant")
     return ids
-
-
-def _save_participants(conn: sqlite3.Connection, conversation_id: str, ids: list[str]) -> None:
-    conn.execute("DELETE FROM conversation_participants WHERE conversation_id = ?", (conversation_id,))
-    conn.executemany(
-        "INSERT INTO conversation_participants (conversation_id, user_id) VALUES (?, ?)",
-        [(conversation_id, participant) for participant in ids],
-    )
 
 
 def _load(conn: sqlite3.Connection, conversation_id: str) -> dict[str, Any]:
@@ -91,21 +94,26 @@ def _load(conn: sqlite3.Connection, conversation_id: str) -> dict[str, Any]:
 def create_conversation(
     db: Database, user_id: str, workspace_id: str, topic: str, participant_ids: list[str] | None = None,
     metadata: dict[str, Any] | None = None, *, idempotency: IdempotencyKey | None = None,
+    limits: InvitationLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
-    """Create a conversation in a workspace the user owns; participants are the creator then the given ids."""
+    """Create a conversation in a workspace the user owns, with the creator as its only participant and an
+    invitation for each of the given ids (returned as `invitations`)."""
     metadata_json = encode_metadata(metadata)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         require_owner(conn, user_id, workspace_id)
-        ids = _participants(conn, user_id, participant_ids)
+        wanted = _wanted(conn, user_id, participant_ids)
         conversation_id, now = new_id(), utc_now()
         conn.execute(
             "INSERT INTO conversations (id, workspace_id, topic, participant_ids_json, metadata_json,"
             " next_sequence, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
-            (conversation_id, workspace_id, topic, json.dumps(ids), metadata_json, now, now),
+            (conversation_id, workspace_id, topic, json.dumps([user_id]), metadata_json, now, now),
         )
-        _save_participants(conn, conversation_id, ids)
-        return {"conversation": _load(conn, conversation_id)}
+        conn.execute("INSERT INTO conversation_participants (conversation_id, user_id) VALUES (?, ?)",
+                     (conversation_id, user_id))
+        row = load_conversation(conn, user_id, conversation_id)
+        invitations = [invite(conn, row, user_id, participant, limits) for participant in wanted]
+        return {"conversation": _load(conn, conversation_id), "invitations": invitations}
 
     return db.write(tx, idempotency=idempotency)
 
@@ -146,32 +154,37 @@ def get_conversation(db: Database, user_id: str, conversation_id: str) -> dict[s
 def update_conversation(
     db: Database, user_id: str, conversation_id: str, topic: str | None = None,
     participant_ids: list[str] | None = None, metadata: dict[str, Any] | None = None,
-    *, idempotency: IdempotencyKey | None = None,
+    *, idempotency: IdempotencyKey | None = None, limits: InvitationLimits = DEFAULT_LIMITS,
 ) -> dict[str, Any]:
     """Change the given fields (None leaves a field unchanged); only the workspace owner may.
 
-    New participant ids replace the old ones, but the conversation's creator always stays first.
+    `participant_ids` is who should take part: members left out are removed, pending invitations left out
+    are withdrawn, and the others are invited (`invitations` lists every pending one). The owner stays.
     """
     metadata_json = None if metadata is None else encode_metadata(metadata)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         row = load_conversation(conn, user_id, conversation_id, owner_only=True)
-        ids = json.loads(row["participant_ids_json"])
+        result: dict[str, Any] = {}
         if participant_ids is not None:
-            ids = _participants(conn, ids[0] if ids else user_id, participant_ids)
-            _save_participants(conn, conversation_id, ids)
+            wanted = _wanted(conn, row["owner_id"], participant_ids)
+            for gone in [*members(conn, conversation_id), *pending_invitees(conn, conversation_id)]:
+                if gone != row["owner_id"] and gone not in wanted:
+                    drop_member(conn, conversation_id, gone)
+                    withdraw(conn, conversation_id, gone)
+            current = members(conn, conversation_id)
+            result["invitations"] = [invite(conn, row, user_id, participant, limits)
+                                     for participant in wanted if participant not in current]
         conn.execute(
-            "UPDATE conversations SET topic = ?, participant_ids_json = ?, metadata_json = ?, updated_at = ?"
-            " WHERE id = ?",
+            "UPDATE conversations SET topic = ?, metadata_json = ?, updated_at = ? WHERE id = ?",
             (
                 row["topic"] if topic is None else topic,
-                json.dumps(ids),
                 row["metadata_json"] if metadata_json is None else metadata_json,
                 utc_now(),
                 conversation_id,
             ),
         )
-        return {"conversation": _load(conn, conversation_id)}
+        return {"conversation": _load(conn, conversation_id), **result}
 
     return db.write(tx, idempotency=idempotency)
 

@@ -1,4 +1,8 @@
-"""The Memory Service's SQLite schema. Created with IF NOT EXISTS: an existing database keeps its data."""
+"""The Memory Service's SQLite schema. Created with IF NOT EXISTS: an existing database keeps its data.
+
+Data migrations are plain SQL guarded by a row in `schema_migrations`: the whole script runs at every
+start in one transaction, and a migration changes an existing database once.
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -51,4 +55,37 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY, tool TEXT NOT NULL, fingerprint TEXT NOT NULL, result_json TEXT NOT NULL,
     created_at TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Membership (conversation_participants) comes only from creating the conversation or from an invitation
+-- its invitee accepted; until then the invitee cannot read the conversation, nor does it feed their replies.
+CREATE TABLE IF NOT EXISTS conversation_invitations (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    invitee_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    inviter_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    UNIQUE (conversation_id, invitee_id)
+);
+CREATE INDEX IF NOT EXISTS conversation_invitations_invitee ON conversation_invitations(invitee_id, created_at);
+CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
+-- Migration participants-by-consent: before it, the workspace owner could add anyone as a participant, so
+-- no existing membership was agreed to. Each becomes a pending invitation from the owner (docs/DECISIONS.md).
+INSERT INTO conversation_invitations (id, conversation_id, invitee_id, inviter_id, created_at)
+    SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)
+                 || '-' || substr('89ab', 1 + abs(random() % 4), 1) || substr(hex(randomblob(2)), 2) || '-'
+                 || hex(randomblob(6))),
+           p.conversation_id, p.user_id, w.owner_id, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+    FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id
+    JOIN workspaces w ON w.id = c.workspace_id
+    WHERE p.user_id <> w.owner_id
+      AND NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = 'participants-by-consent');
+DELETE FROM conversation_participants
+    WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = 'participants-by-consent')
+      AND user_id <> (SELECT w.owner_id FROM conversations c JOIN workspaces w ON w.id = c.workspace_id
+                      WHERE c.id = conversation_participants.conversation_id);
+UPDATE conversations
+    SET participant_ids_json = (SELECT json_array(owner_id) FROM workspaces WHERE id = conversations.workspace_id)
+    WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = 'participants-by-consent')
+      AND participant_ids_json <> (SELECT json_array(owner_id) FROM workspaces WHERE id = conversations.workspace_id);
+INSERT OR IGNORE INTO schema_migrations (name, applied_at)
+    VALUES ('participants-by-consent', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));
 """

@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from common.models import Arguments, Email, Id, Limit, Metadata, Offset
 from common.protocol import CallContext, Tool
-from memory_service import conversations, messages, search, users, workspaces
+from memory_service import conversations, messages, participants, search, users, workspaces
 from memory_service.db import Database, IdempotencyKey
+from memory_service.membership import DEFAULT_LIMITS, InvitationLimits
 
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -81,6 +82,20 @@ class UpdateConversation(ConversationArgs):
     metadata: Metadata | None = None
 
 
+class ParticipantArgs(ConversationArgs):
+    participant_id: Id
+
+
+class ListInvitations(ListPage):
+    conversation_id: Id | None = Field(None, description="the pending invitations of this conversation "
+                                                         "(its owner only) instead of the user's own")
+
+
+class RespondInvitation(UserArgs):
+    invitation_id: Id
+    accept: bool
+
+
 class InputData(Arguments):
     conversation_id: Id
     content: Content
@@ -121,8 +136,8 @@ def idempotency(tool: str, args: BaseModel, ctx: CallContext) -> IdempotencyKey 
     return IdempotencyKey(ctx.idempotency_key, tool, fingerprint)
 
 
-def build_tools(db: Database) -> list[Tool]:
-    """Bind every tool of SPEC §4 to `db`."""
+def build_tools(db: Database, invitation_limits: InvitationLimits = DEFAULT_LIMITS) -> list[Tool]:
+    """Bind every tool of SPEC §4 (and the participant tools) to `db`."""
 
     def mutating(name: str, description: str, model: type[BaseModel],
                  run: Callable[[Any, IdempotencyKey | None], dict]) -> Tool:
@@ -151,7 +166,8 @@ def build_tools(db: Database) -> list[Tool]:
                  lambda a, k: workspaces.delete_workspace(db, a.user_id, a.workspace_id, idempotency=k)),
         mutating("create_conversation", "Start a conversation in a workspace.", CreateConversation,
                  lambda a, k: conversations.create_conversation(
-                     db, a.user_id, a.workspace_id, a.topic, a.participant_ids, a.metadata, idempotency=k)),
+                     db, a.user_id, a.workspace_id, a.topic, a.participant_ids, a.metadata, idempotency=k,
+                     limits=invitation_limits)),
         reading("list_conversations", "Conversations in a workspace that the user may read.",
                 ListConversations,
                 lambda a: conversations.list_conversations(db, a.user_id, a.workspace_id, a.limit, a.offset)),
@@ -160,10 +176,28 @@ def build_tools(db: Database) -> list[Tool]:
         mutating("update_conversation", "Change a conversation's topic, participants or metadata.",
                  UpdateConversation,
                  lambda a, k: conversations.update_conversation(
-                     db, a.user_id, a.conversation_id, a.topic, a.participant_ids, a.metadata, idempotency=k)),
+                     db, a.user_id, a.conversation_id, a.topic, a.participant_ids, a.metadata, idempotency=k,
+                     limits=invitation_limits)),
         mutating("delete_conversation", "Delete a conversation and its messages.", ConversationArgs,
                  lambda a, k: conversations.delete_conversation(
                      db, a.user_id, a.conversation_id, idempotency=k)),
+        mutating("invite_participant", "Invite a user into a conversation; they join only if they accept.",
+                 ParticipantArgs,
+                 lambda a, k: participants.invite_participant(
+                     db, a.user_id, a.conversation_id, a.participant_id, idempotency=k, limits=invitation_limits)),
+        reading("list_invitations", "Invitations waiting for the user's answer, or a conversation's pending ones.",
+                ListInvitations,
+                lambda a: participants.list_invitations(db, a.user_id, a.conversation_id, a.limit, a.offset)),
+        mutating("respond_invitation", "Accept (join the conversation) or decline an invitation to the user.",
+                 RespondInvitation,
+                 lambda a, k: participants.respond_invitation(
+                     db, a.user_id, a.invitation_id, a.accept, idempotency=k)),
+        mutating("leave_conversation", "Stop taking part in a conversation.", ConversationArgs,
+                 lambda a, k: participants.leave_conversation(db, a.user_id, a.conversation_id, idempotency=k)),
+        mutating("remove_participant", "Remove a participant or withdraw their invitation (the owner; or oneself).",
+                 ParticipantArgs,
+                 lambda a, k: participants.remove_participant(
+                     db, a.user_id, a.conversation_id, a.participant_id, idempotency=k)),
         mutating("store_input", "Store a message; returns its id and per-conversation sequence.", StoreInput,
                  lambda a, k: messages.store_input(
                      db, a.user_id, a.input_data.conversation_id, a.input_data.content, a.input_data.role,

@@ -26,14 +26,16 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from benchkit import chart, micro, services, streams  # noqa: E402
+from benchkit import chart, micro, replies, services, streams  # noqa: E402
 from benchkit.procs import raise_file_limit  # noqa: E402
 from benchkit.results import Result  # noqa: E402
 
 FULL = {"rounds": 3, "seconds": 4.0, "idle": 1000, "latency_samples": 150, "streams": 10_000, "broadcasts": 3,
-        "history": 6000, "queries": 300, "failfast": 300, "ttft": 25}
+        "history": 6000, "queries": 300, "failfast": 300, "ttft": 25,
+        "many": 200}
 QUICK = {"rounds": 1, "seconds": 1.0, "idle": 300, "latency_samples": 30, "streams": 1000, "broadcasts": 1,
-         "history": 500, "queries": 50, "failfast": 50, "ttft": 5}
+         "history": 500, "queries": 50, "failfast": 50, "ttft": 5,
+         "many": 50}
 
 
 def scenarios(p: dict, work: Path) -> dict:
@@ -44,7 +46,8 @@ def scenarios(p: dict, work: Path) -> dict:
         "capacity": lambda: streams.stream_capacity(work, p["streams"], p["broadcasts"]),
         "context": lambda: services.context_retrieval(work, p["history"], p["queries"]),
         "failfast": lambda: services.fail_fast(work, p["failfast"]),
-        "ttft": lambda: streams.time_to_first_token(work, p["ttft"]),
+        "ttft": lambda: replies.time_to_first_token(work, p["ttft"]),
+        "many": lambda: replies.many_conversations(work, p["many"]),
     }
 
 

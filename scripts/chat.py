@@ -5,7 +5,8 @@ the assistant's reply as it streams in.
     python scripts/chat.py --email ada@example.com --password 'correct horse' --register
     python scripts/chat.py --email ada@example.com --password '...' -m "Hello" -m "What did I say?"
 
-Without -m it reads one message per line from standard input until end of file.
+Without -m it reads one message per line from standard input until end of file: at a terminal it prompts
+with "you: " (Ctrl-D ends), from a pipe it prints each message it sends as "you: ...".
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import queue
 import sys
 import threading
+from collections.abc import Iterable, Iterator
+from typing import TextIO
 
 import requests
 import sseclient
@@ -24,6 +27,23 @@ class ChatError(Exception):
     pass
 
 
+def root_reason(exc: BaseException) -> str:
+    """The operating system's words for a failed connection ("Connection refused"), dug out of the
+    exceptions requests and urllib3 wrap around it."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        pending += [e for e in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args)
+                    if isinstance(e, BaseException)]
+    return type(exc).__name__
+
+
 class Chat:
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url.rstrip("/")
@@ -31,9 +51,26 @@ class Chat:
         self.session = requests.Session()
         self.events: queue.Queue[tuple[str, dict]] = queue.Queue()
 
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """One HTTP request; a server that cannot be reached is one ChatError naming the URL."""
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            return self.session.request(method, f"{self.url}{path}", **kwargs)
+        except requests.ConnectionError as exc:
+            raise ChatError(f"cannot reach Cortex Core at {self.url} ({root_reason(exc)}): is it running? "
+                            "Start it with `python -m core_app`, or pass --url") from None
+        except requests.Timeout:
+            raise ChatError(f"{self.url} did not answer {method} {path} within {self.timeout:g} s") from None
+        except requests.RequestException as exc:
+            raise ChatError(f"{method} {self.url}{path} failed: {root_reason(exc)}") from None
+
     def call(self, method: str, path: str, **kwargs) -> dict:
-        response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
-        body = response.json() if response.content else {}
+        response = self.request(method, path, **kwargs)
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            raise ChatError(f"{self.url}{path} answered HTTP {response.status_code}, but not as Cortex Core "
+                            "does: is --url right?") from None
         if response.status_code >= 400:
             error = body.get("error", {})
             raise ChatError(f"{method} {path}: {response.status_code} {error.get('code')}: {error.get('message')}")
@@ -59,8 +96,8 @@ class Chat:
 
     def listen(self, conversation_id: str) -> None:
         """Read the conversation's stream in the background, handing events to the main thread."""
-        response = self.session.get(f"{self.url}/v1/conversation/{conversation_id}/messages/stream",
-                                    stream=True, timeout=(5, 60), headers={"Accept": "text/event-stream"})
+        response = self.request("GET", f"/v1/conversation/{conversation_id}/messages/stream", stream=True,
+                                timeout=(5, 60), headers={"Accept": "text/event-stream"})
         if response.status_code != 200:
             raise ChatError(f"stream: {response.status_code} {response.text[:200]}")
 
@@ -69,8 +106,8 @@ class Chat:
                 for event in sseclient.SSEClient(response).events():
                     self.events.put((event.event, json.loads(event.data)))
             except (requests.RequestException, ValueError) as exc:
-                self.events.put(("closed", {"message": str(exc)}))
-            self.events.put(("closed", {"message": "the stream ended"}))
+                self.events.put(("closed", {"message": f"lost the stream from {self.url} ({root_reason(exc)})"}))
+            self.events.put(("closed", {"message": f"{self.url} ended the stream (did the server stop?)"}))
 
         threading.Thread(target=read, daemon=True).start()
         self.expect(lambda kind, data: kind == "connected")
@@ -110,6 +147,19 @@ class Chat:
                 raise ChatError(f"the reply failed: {data.get('code')}: {data.get('message')}")
 
 
+def typed_lines(stdin: TextIO, out: TextIO) -> Iterator[str]:
+    """Lines typed at a terminal, each after a "you: " prompt; the terminal itself echoes them."""
+    print("Type a message and press Enter; Ctrl-D to finish.", file=sys.stderr)
+    while True:
+        out.write("you: ")
+        out.flush()
+        line = stdin.readline()
+        if not line:  # Ctrl-D
+            out.write("\n")
+            return
+        yield line
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Chat with Cortex Core from the command line.")
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the Core App (default %(default)s)")
@@ -123,19 +173,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each reply")
     args = parser.parse_args(argv)
     chat = Chat(args.url, args.timeout)
+    # At a terminal the prompt and the terminal's echo show what was typed; anywhere else, say it once.
+    interactive = not args.message and sys.stdin.isatty()
+    messages: Iterable[str] = args.message or (typed_lines(sys.stdin, sys.stdout) if interactive else sys.stdin)
     try:
         user = chat.login(args.email, args.password, args.name, args.register)
         conversation_id = chat.conversation(args.conversation, args.topic)
         chat.listen(conversation_id)
         print(f"signed in as {user['email']}; conversation {conversation_id}", file=sys.stderr)
-        messages = args.message if args.message else (line.strip() for line in sys.stdin)
-        for text in messages:
+        for line in messages:
+            text = line.strip()
             if text:
-                print(f"you: {text}")
+                if not interactive:
+                    print(f"you: {text}")
                 chat.send(conversation_id, text, sys.stdout)
-    except (ChatError, requests.RequestException) as exc:
+    except ChatError as exc:
         print(f"chat: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
     return 0
 
 

@@ -2,7 +2,8 @@
 """Start Cortex Core in distributed mode: the Procfile's three processes, each waited for on /health.
 
 Prints the URLs, streams every log line with its process's name, and stops everything on Ctrl-C,
-SIGTERM, or as soon as one process dies. Exits non-zero, naming the process, if one fails to start.
+SIGTERM, or as soon as one process dies. Exits non-zero, naming the process, if one fails to start, and
+naming the port's variable if another program holds a port or answers on it in the service's place.
 
     python scripts/run_distributed.py [--timeout 30]
 """
@@ -10,18 +11,27 @@ SIGTERM, or as soon as one process dies. Exits non-zero, naming the process, if 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from common.config import ConfigError, Env  # noqa: E402 - importable once the repository is on the path
+from common.serve import Listen, listening_socket  # noqa: E402
+
 PORT_VARS = {"web": ("PORT", 8000), "memory": ("MEMORY_SERVICE_PORT", 9000),
              "cognition": ("COGNITION_SERVICE_PORT", 9100)}
+# What each process's /health answers in its "service" field.
+SERVICE_NAMES = {"web": "core", "memory": "memory", "cognition": "cognition"}
 
 
 def read_procfile(path: Path) -> dict[str, str]:
@@ -68,19 +78,50 @@ class Runner:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.env[PORT_VARS[name][0]]}"
 
+    def port_taken(self, name: str) -> str | None:
+        """Why `name`'s port cannot be had, or None. Checked before anything starts: while gunicorn retries
+        a port in use, whatever holds it would answer /health in its place."""
+        variable, default = PORT_VARS[name]
+        try:
+            port = Env(self.env).int(variable, default, minimum=1, maximum=65535)
+            listening_socket(Listen(self.env.get("HOST") or "127.0.0.1", port, variable)).close()
+        except ConfigError as error:
+            return str(error)
+        return None
+
+    def health(self, name: str) -> tuple[int, str] | None:
+        """What answers /health on `name`'s port: its status and the "service" it names ("" when the
+        answer is not a Cortex /health), or None while nothing answers."""
+        try:
+            with urllib.request.urlopen(f"{self.url(name)}/health", timeout=1) as response:
+                status, body = response.status, response.read(65536)
+        except urllib.error.HTTPError as exc:  # a 503 from our own service while its database is not ready
+            status, body = exc.code, exc.read(65536)
+        except OSError:
+            return None
+        try:
+            service = json.loads(body).get("service")
+        except (ValueError, AttributeError):
+            service = ""
+        return status, service if isinstance(service, str) else ""
+
     def wait_healthy(self, name: str, timeout: float) -> str | None:
-        """None when healthy, else why not."""
+        """None once the process this runner started answers /health as its service, else why not."""
+        variable, expected = PORT_VARS[name][0], SERVICE_NAMES[name]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             code = self.procs[name].poll()
             if code is not None:
                 return f"exited with status {code}"
-            try:
-                with urllib.request.urlopen(f"{self.url(name)}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return None
-            except OSError:
-                pass
+            answer = self.health(name)
+            if answer is not None:
+                status, service = answer
+                if service != expected:
+                    return (f"another program answers on {self.url(name)} ({variable}), "
+                            f"not the {expected} service: stop it or set {variable}")
+                # An answer while our own child is gone (or going) came from someone else.
+                if status == 200 and self.procs[name].poll() is None:
+                    return None
             time.sleep(0.2)
         return f"did not answer /health within {timeout:g} s"
 
@@ -114,6 +155,11 @@ def main() -> int:
     runner = Runner(environment())
     signal.signal(signal.SIGTERM, lambda *_: runner.stopping.set())
     processes = read_procfile(REPO / "Procfile")
+    for name in PORT_VARS:
+        problem = runner.port_taken(name)
+        if problem:
+            print(f"run_distributed: {name}: {problem}", file=sys.stderr)
+            return 1
     try:
         # Memory first: the others report themselves degraded until it is up.
         for name in ("memory", "cognition", "web"):

@@ -5,8 +5,11 @@ No docker engine runs here, so these are read and checked rather than run.
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,10 @@ APPS = {"web": "core_app.app:create_app()", "memory": "memory_service.app:create
 PORT_VARIABLES = {"web": "PORT", "memory": "MEMORY_SERVICE_PORT", "cognition": "COGNITION_SERVICE_PORT"}
 COMPOSE_NAMES = {"web": "core", "memory": "memory", "cognition": "cognition"}
 MODULES = {"web": "core_app", "memory": "memory_service", "cognition": "cognition_service"}
+# What `pip install -r requirements.txt` must be enough for: the services, the tests, and the scripts the
+# tests run. scripts/bench.py is a developer tool (requirements-dev.txt) and is left out on purpose.
+RUNTIME_CODE = ["common", "core_app", "memory_service", "cognition_service", "tests", "gunicorn.conf.py",
+                "scripts/chat.py", "scripts/run_distributed.py"]
 
 
 def default_ports() -> dict[str, int]:
@@ -44,7 +51,8 @@ def compose() -> dict:
 def settings_read_by_code() -> set[str]:
     names = set()
     for path in [*REPO.glob("*/config.py"), REPO / "common" / "transport.py", REPO / "gunicorn.conf.py"]:
-        names |= set(re.findall(r"""(?:env\.\w+|environ\.get)\(\s*["']([A-Z][A-Z0-9_]+)["']""", path.read_text()))
+        pattern = r"""(?:env\.\w+|environ\.get|whole_number)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+        names |= set(re.findall(pattern, path.read_text()))
     return names
 
 
@@ -119,3 +127,55 @@ def test_dockerfile_is_slim_and_non_root():
 def test_every_setting_is_documented_in_env_example(name):
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M))
     assert name in documented
+
+
+def requirement_names(path: Path) -> set[str]:
+    """The distributions a requirements file names itself (not through `-r`), normalised as pip does."""
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", line).group()).lower())
+    return names
+
+
+def imported_top_level_modules() -> dict[str, str]:
+    """Every top-level module imported anywhere in RUNTIME_CODE, with one file that imports it."""
+    found: dict[str, str] = {}
+    for entry in RUNTIME_CODE:
+        path = REPO / entry
+        for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            for node in ast.walk(ast.parse(source.read_text(), str(source))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    found.setdefault(name.partition(".")[0], str(source.relative_to(REPO)))
+    return found
+
+
+def test_requirements_txt_alone_provides_every_third_party_import():
+    """The README installs requirements.txt and then runs the tests: nothing they import may come only
+    from requirements-dev.txt (the MCP SDK once did, and a fresh install could not run the suite)."""
+    first_party = {path.name for path in REPO.iterdir() if (path / "__init__.py").exists()}
+    distributions = importlib.metadata.packages_distributions()
+    required = requirement_names(REPO / "requirements.txt")
+    missing = []
+    for module, where in sorted(imported_top_level_modules().items()):
+        if module in sys.stdlib_module_names or module in first_party or module == "__future__":
+            continue
+        provided_by = {re.sub(r"[-_.]+", "-", name).lower() for name in distributions.get(module, [])}
+        if not provided_by & required:
+            missing.append(f"{module} (imported by {where}, from {sorted(provided_by) or 'nothing installed'})")
+    assert not missing, f"not in requirements.txt: {missing}"
+
+
+def test_requirements_dev_txt_adds_only_tools():
+    """The development file builds on requirements.txt and adds lint, type and benchmark tools only."""
+    assert "-r requirements.txt" in (REPO / "requirements-dev.txt").read_text().splitlines()
+    added = requirement_names(REPO / "requirements-dev.txt")
+    assert added and not added & requirement_names(REPO / "requirements.txt")
+    assert added <= {"ruff", "mypy", "matplotlib"}, added

@@ -1,4 +1,5 @@
-"""Workspaces and conversations: create, list (paginated), read, update, delete."""
+"""Workspaces and conversations: create, list (paginated), read, update, delete; and who takes part in a
+conversation: invitations its invitee accepts or declines, leaving, removal."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ from flask import Blueprint, Response, jsonify, request
 
 from common.protocol import parse_arguments, read_json_object
 from core_app.access import call, current_user
-from core_app.schemas import ConversationIn, ConversationQuery, ConversationUpdate, Page, WorkspaceIn, WorkspaceUpdate
+from core_app.schemas import (
+    ConversationIn,
+    ConversationQuery,
+    ConversationUpdate,
+    InvitationIn,
+    InvitationQuery,
+    Page,
+    WorkspaceIn,
+    WorkspaceUpdate,
+)
 
 bp = Blueprint("workspaces", __name__, url_prefix="/v1")
 
@@ -80,3 +90,34 @@ def update_conversation(conversation_id: str) -> Response:
 @bp.delete("/conversation/<id:conversation_id>")
 def delete_conversation(conversation_id: str) -> Response:
     return jsonify(call("memory", "delete_conversation", "conversation", conversation_id=conversation_id))
+
+
+@bp.post("/conversation/<id:conversation_id>/participants")
+def invite_participant(conversation_id: str) -> tuple[Response, int]:
+    """202: the user is invited, and takes part only once they accept."""
+    body = json_body(InvitationIn)
+    return jsonify(call("memory", "invite_participant", "conversation", conversation_id=conversation_id,
+                        participant_id=body.user_id)), 202
+
+
+@bp.delete("/conversation/<id:conversation_id>/participants/me")
+def leave_conversation(conversation_id: str) -> Response:
+    return jsonify(call("memory", "leave_conversation", "conversation", conversation_id=conversation_id))
+
+
+@bp.delete("/conversation/<id:conversation_id>/participants/<id:user_id>")
+def remove_participant(conversation_id: str, user_id: str) -> Response:
+    return jsonify(call("memory", "remove_participant", "conversation", conversation_id=conversation_id,
+                        participant_id=user_id))
+
+
+@bp.get("/invitations")
+def list_invitations() -> Response:
+    query = query_args(InvitationQuery)
+    return jsonify(call("memory", "list_invitations", "conversation", **query.model_dump(exclude_none=True)))
+
+
+@bp.post("/invitations/<id:invitation_id>/<any(accept, decline):answer>")
+def respond_invitation(invitation_id: str, answer: str) -> Response:
+    return jsonify(call("memory", "respond_invitation", "invitation", invitation_id=invitation_id,
+                        accept=answer == "accept"))

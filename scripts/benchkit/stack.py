@@ -26,7 +26,8 @@ class Stack:
         self.cognition.port = cognition_port
         self.core = Service("core_app.app:create_app()", {
             **shared, "CORTEX_DISTRIBUTED_MODE": "true", "JWT_SECRET": JWT_SECRET, "SSE_HEARTBEAT_SECONDS": "15",
-            **(core_env or {})}, log_dir, f"{name}-core")
+            # One benchmark user holds every stream (10,000 in the capacity run).
+            "STREAMS_PER_USER": "1000000", **(core_env or {})}, log_dir, f"{name}-core")
 
     def start(self) -> Stack:
         self.memory.start()

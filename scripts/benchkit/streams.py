@@ -1,23 +1,20 @@
-"""Scenarios on the output stream: input-to-stream latency, stream capacity, time to first token."""
+"""Scenarios on the output stream: input-to-stream latency and stream capacity."""
 
 from __future__ import annotations
 
-import json
 import re
-import socket
 import time
 import uuid
 from pathlib import Path
 
 import gevent
-from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from benchkit.results import Result, median
 from benchkit.stack import Stack, User, content_of
 from benchkit.wire import Connection, EventStream, percentile, post_json
 
 
-def _open_streams(port: int, path: str, count: int, on_event=None, factory=None) -> list[EventStream]:  # type: ignore[no-untyped-def]
+def open_streams(port: int, path: str, count: int, on_event=None, factory=None) -> list[EventStream]:  # type: ignore[no-untyped-def]
     streams = []
     make = factory or (lambda: EventStream(port, path, on_event))
     for start in range(0, count, 500):  # in batches, so the listen backlog never overflows
@@ -35,10 +32,10 @@ def input_to_stream(log_dir: Path, idle: int, samples: int) -> list[Result]:
     stack = Stack(log_dir, "latency").start()
     try:
         user = User(stack.core.url)
-        idle_streams = _open_streams(stack.core.port, user.stream_path(user.conversation()), idle)
+        idle_streams = open_streams(stack.core.port, user.stream_path(user.conversation()), idle)
         conv = user.conversation()
         seen: dict[str, float] = {}
-        own = _open_streams(stack.core.port, user.stream_path(conv), 1,
+        own = open_streams(stack.core.port, user.stream_path(conv), 1,
                             lambda now, kind, data: kind == "message" and seen.setdefault(content_of(data), now))
         poster = Connection(stack.core.port)
         latencies = []
@@ -105,7 +102,7 @@ def stream_capacity(log_dir: Path, count: int, broadcasts: int) -> list[Result]:
         conv = user.conversation()
         before = stack.core.rss_kib()
         received: dict[str, list[float]] = {}
-        streams = _open_streams(stack.core.port, user.stream_path(conv), count,
+        streams = open_streams(stack.core.port, user.stream_path(conv), count,
                                 factory=lambda: MarkerStream(stack.core.port, user.stream_path(conv), received))
         held = sum(1 for s in streams if s.connected)
         gevent.sleep(1)
@@ -136,70 +133,3 @@ def stream_capacity(log_dir: Path, count: int, broadcasts: int) -> list[Result]:
         Result("stream capacity", "one event to every stream, p99", p99, "ms", "≤ 500 ms", p99 <= 500, p99s,
                samples=all_latencies, note=f"{broadcasts} broadcasts to {held} streams"),
     ]
-
-
-class _NoDelayHandler(WSGIHandler):
-    """TCP_NODELAY, as real model servers set it (asyncio/uvicorn, Go, nginx): without it, on a kept-alive
-    connection the first chunk waits for the client's delayed ACK, 40 ms that no real endpoint adds."""
-
-    def handle(self):  # type: ignore[no-untyped-def]
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return super().handle()
-
-
-def _fake_llm(tokens: int, gap: float):  # type: ignore[no-untyped-def]
-    def app(environ, start_response):  # type: ignore[no-untyped-def]
-        environ["wsgi.input"].read()
-        start_response("200 OK", [("Content-Type", "text/event-stream")])
-
-        def body():  # type: ignore[no-untyped-def]
-            for i in range(tokens):
-                chunk = {"choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]}
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
-                gevent.sleep(gap)
-            yield b"data: [DONE]\n\n"
-        return body()
-    return app
-
-
-def time_to_first_token(log_dir: Path, samples: int) -> list[Result]:
-    llm = WSGIServer(("127.0.0.1", 0), _fake_llm(20, 0.02), log=None, handler_class=_NoDelayHandler)
-    llm.start()
-    stack = Stack(log_dir, "ttft", {"LLM_PROVIDER": "openai", "LLM_API_KEY": "bench",
-                                    "LLM_BASE_URL": f"http://127.0.0.1:{llm.server_port}/v1"}).start()
-    try:
-        user = User(stack.core.url)
-        conv = user.conversation()
-        first: dict[str, float] = {}
-        done: set[str] = set()
-
-        def on_event(now: float, kind: str, data: str) -> None:
-            payload = json.loads(data)
-            if kind == "response.delta":
-                first.setdefault(payload["response_id"], now)
-            elif kind in ("response.completed", "error"):
-                done.add(payload.get("response_id", ""))
-
-        _open_streams(stack.core.port, user.stream_path(conv), 1, on_event)
-        poster = Connection(stack.core.port)
-        latencies = []
-        for i in range(samples):
-            known = set(first)
-            started = time.monotonic()
-            poster.request(post_json(user.message_path(conv), {"content": f"question {i}"},
-                                     {"Authorization": f"Bearer {user.token}"}))
-            deadline = time.monotonic() + 10
-            while not (set(first) - known) and time.monotonic() < deadline:
-                gevent.sleep(0.0005)
-            new = set(first) - known
-            if new:
-                response_id = new.pop()
-                latencies.append((first[response_id] - started) * 1000)
-                while response_id not in done and time.monotonic() < deadline:
-                    gevent.sleep(0.01)
-    finally:
-        stack.stop()
-        llm.stop()
-    p50 = percentile(latencies, 0.5)
-    return [Result("time to first token", "POST → first response.delta, median", p50, "ms", "≤ 60 ms", p50 <= 60,
-                   samples=latencies, note=f"20 tokens 20 ms apart; p99 {percentile(latencies, 0.99):.1f} ms")]

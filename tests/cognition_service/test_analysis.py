@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from cognition_service.analysis import activity, sentiment, summary, topics
+from cognition_service.analysis import AnalysisLimits, activity, latest_within, sentiment, summary, topics
+from cognition_service.app import create_app
 from cognition_service.text import STOP_WORDS
-from tests.cognition_service.fake_memory import message
+from tests.cognition_service.fake_memory import BASE_CONFIG, message
 from tests.cognition_service.protocol_calls import assert_error, call, result, sse_events
 
 START = timedelta(days=2)  # the conversation starts two days before NOW, at noon UTC
@@ -129,7 +130,7 @@ def test_empty_conversation_values():
 
 @pytest.fixture
 def seeded(memory):
-    memory.resource("conversation/c1", CONVERSATION)
+    memory.tool("list_messages", {"messages": CONVERSATION, "count": len(CONVERSATION), "conversation_id": "c1"})
     memory.tool("get_conversation", {"conversation": {"id": "c1", "topic": "Trips"}})
     return memory
 
@@ -139,8 +140,10 @@ def test_analyze_conversation_tool_returns_each_shape(client, seeded, analysis_t
     found = result(client, "analyze_conversation", user_id="u1", conversation_id="c1", analysis_type=analysis_type)
     assert found["type"] == analysis_type and found["conversation_id"] == "c1"
     assert set(found["results"]) == SHAPES[analysis_type]
-    reads = seeded.requests_to("resource/conversation/c1")
-    assert len(reads) == 1 and reads[0].params == {"user_id": "u1"}
+    assert found["truncated"] is False and found["analyzed_messages"] == len(CONVERSATION)
+    # The latest messages, one more than the limit (500 by default) to learn whether older ones exist.
+    assert seeded.sent("list_messages") == [{"user_id": "u1", "conversation_id": "c1", "limit": 501,
+                                             "latest": True}]
 
 
 def test_summary_through_the_tool_carries_the_topic(client, seeded):
@@ -168,3 +171,30 @@ def test_conversation_analysis_resource_streams_one_item(client, seeded):
 def test_conversation_analysis_resource_refuses_an_unknown_type(client, seeded):
     error = assert_error(client.get("/resource/conversation_analysis/c1/mood?user_id=u1"), 400, "invalid_arguments")
     assert [e["field"] for e in error["details"]["errors"]] == ["type"]
+
+
+# --- the input bound: the latest messages within ANALYSIS_MAX_MESSAGES and ANALYSIS_MAX_CHARS ---------------
+
+NEWEST_FIRST = [message(n, "x" * 100) for n in range(10, 0, -1)]
+
+
+@pytest.mark.parametrize("max_messages, max_chars, sequences, truncated", [
+    (10, 10_000, list(range(1, 11)), False),
+    (20, 1000, list(range(1, 11)), False),  # exactly fits
+    (4, 10_000, [7, 8, 9, 10], True),
+    (10, 999, [2, 3, 4, 5, 6, 7, 8, 9, 10], True),
+    (10, 50, [10], True),  # the newest alone is too long: its first 50 characters
+])
+def test_only_the_latest_messages_within_the_limits_are_analysed(max_messages, max_chars, sequences, truncated):
+    kept, was_truncated = latest_within(NEWEST_FIRST, AnalysisLimits(max_messages, max_chars))
+    assert [m["sequence"] for m in kept] == sequences and was_truncated is truncated
+    assert sum(len(m["content"]) for m in kept) <= max_chars
+
+
+def test_the_result_says_when_older_messages_were_left_out(memory):
+    client = create_app({**BASE_CONFIG, "ANALYSIS_MAX_MESSAGES": "3", "ANALYSIS_MAX_CHARS": "1000"}).test_client()
+    memory.tool("list_messages", {"messages": CONVERSATION[-4:], "count": 4, "conversation_id": "c1"})
+    found = result(client, "analyze_conversation", user_id="u1", conversation_id="c1", analysis_type="activity")
+    assert found["truncated"] is True and found["analyzed_messages"] == 3
+    assert found["results"]["message_count"] == 3
+    assert memory.sent("list_messages")[0]["limit"] == 4

@@ -93,7 +93,7 @@ def test_a_body_that_is_not_an_arguments_object_is_invalid_request(client):
         ("get_context", {"query": "porto"}, "search_messages"),
         ("get_context", {"conversation_id": "c2"}, "list_messages"),
         ("search_history", {"query": "porto"}, "search_messages"),
-        ("analyze_conversation", {"conversation_id": "c2", "analysis_type": "summary"}, "get_conversation"),
+        ("analyze_conversation", {"conversation_id": "c2", "analysis_type": "summary"}, "list_messages"),
     ],
 )
 def test_memory_refusals_come_back_with_their_code(client, memory, tool, arguments, memory_tool, status, code):
@@ -104,7 +104,7 @@ def test_memory_refusals_come_back_with_their_code(client, memory, tool, argumen
 
 @pytest.mark.parametrize(("status", "code"), [(403, "forbidden"), (404, "not_found")])
 def test_memory_refusals_before_a_stream_come_back_with_their_code(client, memory, status, code):
-    memory.resource("conversation/c2", status=status, code=code)
+    memory.tool("list_messages", status=status, code=code)
     memory.resource("history/u1/limit/10", status=status, code=code)
     assert_error(call(client, "analyze_conversation", user_id="u1", conversation_id="c2", analysis_type="topics"),
                  status, code)

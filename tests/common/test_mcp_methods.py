@@ -10,6 +10,7 @@ import json
 import pytest
 
 from common import mcp_methods
+from common.mcp import MAX_BATCH
 from tests.common.test_mcp import LEGACY, SECRET, make_app, modern, post, request
 
 LEGACY_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26"]
@@ -216,6 +217,16 @@ def test_a_2025_03_26_batch_gets_one_reply_per_request(client, headers):
     assert [reply["id"] for reply in replies] == ["a", 3, 4, 5]
     assert replies[0]["result"]["structuredContent"]["name"] == "a"
     assert [reply.get("error", {}).get("code") for reply in replies] == [None, -32600, -32600, -32601]
+
+
+def test_a_batch_holds_at_most_max_batch_messages(client):
+    pings = [request("ping", id=n) for n in range(MAX_BATCH)]
+    assert len(post(client, pings).get_json()) == MAX_BATCH
+    response = post(client, [*pings, request("ping", id=MAX_BATCH)])
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["id"] is None and body["error"]["code"] == -32600
+    assert body["error"]["data"] == {"limit": MAX_BATCH} and f"at most {MAX_BATCH}" in body["error"]["message"]
 
 
 def test_a_batch_of_notifications_is_202(client):

@@ -282,7 +282,7 @@ def test_resource_streams_sse_with_headers_and_framing(client):
     response = client.get("/resource/items/alice?limit=2", headers={"Accept": "text/event-stream"})
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Accel-Buffering"] == "no"
     assert response.get_data() == (
         b'id: 1\ndata: {"owner":"alice","n":1}\n\n'

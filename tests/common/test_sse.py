@@ -43,7 +43,7 @@ def test_sse_response_headers():
     assert response.mimetype == "text/event-stream"
     for name, value in HEADERS.items():
         assert response.headers[name] == value
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Accel-Buffering"] == "no"
     assert response.is_streamed
 
@@ -210,4 +210,17 @@ def test_end_all_ends_every_open_stream(registry):
     for stream, sub in zip(streams, subs, strict=True):
         assert list(stream) == []
         assert sub.closed == 1
+    assert len(registry) == 0
+
+
+def test_live_stream_ends_with_the_event_its_check_returns(registry):
+    sub = FakeSubscription([[Event({"n": 1})], [], [Event({"n": 2})], []])
+    verdicts = [None, None, Event({"code": "token_expired"}, event="error")]
+    stream = live_stream(sub, heartbeat_seconds=1, check=lambda: verdicts.pop(0))
+
+    out = list(stream)
+
+    # The events that woke the stream together with the news are not sent; the client resumes before them.
+    assert out == [b'data: {"n":1}\n\n', b": ping\n\n", b'event: error\ndata: {"code":"token_expired"}\n\n']
+    assert sub.closed == 1
     assert len(registry) == 0

@@ -106,12 +106,18 @@ def new_workspace(client: FlaskClient, owner: Account, name: str = "Garden") -> 
 
 def new_conversation(client: FlaskClient, owner: Account, workspace_id: str | None = None, *,
                      participants: tuple[Account, ...] = (), topic: str = "Tomatoes") -> dict:
+    """A new conversation of `owner`; each of `participants` is invited and accepts."""
     if workspace_id is None:
         workspace_id = new_workspace(client, owner)["id"]
     response = client.post("/v1/conversation", headers=owner.headers, json={
         "workspace_id": workspace_id, "topic": topic, "participant_ids": [p.id for p in participants]})
     assert response.status_code == 201, response.get_json()
-    return response.get_json()["conversation"]
+    conversation = response.get_json()["conversation"]
+    for participant, invitation in zip(participants, response.get_json()["invitations"], strict=True):
+        accepted = client.post(f"/v1/invitations/{invitation['id']}/accept", headers=participant.headers)
+        assert accepted.status_code == 200, accepted.get_json()
+        conversation = accepted.get_json()["conversation"]
+    return conversation
 
 
 def post_message(client: FlaskClient, author: Account, conversation_id: str, content: str,

@@ -372,6 +372,6 @@ def test_a_streamed_response_carries_a_request_id(client, alice, alices_conversa
         assert response.status_code == 200
         assert response.headers["X-Request-ID"]
         assert response.mimetype == "text/event-stream"
-        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["Cache-Control"] == "no-store"
     finally:
         response.close()

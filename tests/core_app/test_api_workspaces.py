@@ -161,8 +161,12 @@ def test_create_read_update_a_conversation(client, alice, bob):
     assert created.status_code == 201
     conversation = created.get_json()["conversation"]
     assert conversation["workspace_id"] == workspace["id"]
-    assert conversation["participant_ids"] == [alice.id, bob.id]
+    assert conversation["participant_ids"] == [alice.id]  # Bob is invited, and takes part once he accepts
+    [invitation] = created.get_json()["invitations"]
+    assert (invitation["invitee_id"], invitation["status"]) == (bob.id, "pending")
     assert (conversation["topic"], conversation["metadata"]) == ("Seeds", {"n": 1})
+    accepted = client.post(f"/v1/invitations/{invitation['id']}/accept", headers=bob.headers)
+    assert accepted.status_code == 200, accepted.get_json()
 
     updated = client.put(f"/v1/conversation/{conversation['id']}", headers=alice.headers,
                          json={"topic": "Seedlings", "metadata": {"n": 2}})

@@ -1,5 +1,5 @@
 """The in-process event log behind the output stream (SPEC §7): ids, replay after Last-Event-ID, fan-out,
-the retained window, slow subscribers and shutdown."""
+the retained window (in events and in bytes), slow subscribers and shutdown."""
 
 from __future__ import annotations
 
@@ -8,29 +8,25 @@ import time
 
 import pytest
 
-from core_app.events import EventSubscription, InProcessEventLog, ReplayWindowExceeded
+from core_app.events import EventId, EventSubscription, InProcessEventLog, ReplayWindowExceeded
 
 CONV = "c1"
 OTHER = "c2"
-START = 1_700_000_000.0  # a fixed clock for the log's first id
-
-
-def fixed_clock(seconds: float = START):
-    return lambda: seconds
 
 
 def make_log(**kwargs) -> InProcessEventLog:
-    return InProcessEventLog(clock=fixed_clock(), **kwargs)
+    return InProcessEventLog(**kwargs)
 
 
-def publish_many(log: InProcessEventLog, count: int, conversation: str = CONV) -> list[int]:
-    return [log.publish(conversation, "message", {"n": n}).id for n in range(count)]
+def publish_many(log: InProcessEventLog, count: int, conversation: str = CONV, data: dict | None = None,
+                 ) -> list[EventId]:
+    return [log.publish(conversation, "message", data or {"n": n}).id for n in range(count)]
 
 
-def received_ids(sub: EventSubscription, expected: int | None = None, deadline: float = 5.0) -> list[int]:
+def received_ids(sub: EventSubscription, expected: int | None = None, deadline: float = 5.0) -> list[EventId]:
     """Everything the subscription has ready; with `expected`, keep waiting (up to a deadline) until
     that many events have arrived."""
-    ids: list[int] = []
+    ids: list[EventId] = []
     give_up = time.monotonic() + deadline
     while True:
         events = sub.wait(0.02)
@@ -41,21 +37,47 @@ def received_ids(sub: EventSubscription, expected: int | None = None, deadline: 
             return ids
 
 
-def test_ids_strictly_increase_from_the_clock_based_first_id():
+def test_ids_count_each_conversations_own_events_only():
     log = make_log()
     ids = [log.publish(conv, "message", {}).id for conv in (CONV, OTHER) * 10]
+    mine, theirs = ids[0::2], ids[1::2]
 
-    assert log.first_id == int(START * 1_000_000)
-    assert ids[0] >= log.first_id
-    assert all(later > earlier for earlier, later in zip(ids, ids[1:], strict=False))
+    assert [event_id.sequence for event_id in mine] == list(range(1, 11))
+    assert [event_id.sequence for event_id in theirs] == list(range(1, 11))
+    assert len({event_id.log for event_id in mine}) == 1
+    # Another conversation's activity changes nothing in this one's ids.
+    quiet = make_log()
+    assert [event_id.sequence for event_id in publish_many(quiet, 10)] == list(range(1, 11))
 
 
-def test_a_restarted_log_never_reuses_an_old_id():
+def test_a_restarted_log_never_accepts_an_old_id():
     old = make_log()
     old_ids = publish_many(old, 50)
-    restarted = InProcessEventLog(clock=fixed_clock(START + 1))
+    restarted = make_log()
 
-    assert restarted.publish(CONV, "message", {}).id > max(old_ids)
+    new_id = restarted.publish(CONV, "message", {}).id
+    assert new_id.log != old_ids[0].log
+    with pytest.raises(ReplayWindowExceeded):
+        restarted.subscribe(CONV, old_ids[0])
+
+
+@pytest.mark.parametrize(("raw", "parsed"), [
+    ("0123456789ab-0", EventId("0123456789ab", 0)),
+    (" 0123456789ab-42 ", EventId("0123456789ab", 42)),
+    ("17", EventId("", 17)),  # what older servers sent: well-formed, known to no log
+    ("9" * 20, EventId("", 10**20 - 1)),
+])
+def test_an_event_id_reads_back_what_str_wrote(raw, parsed):
+    assert EventId.parse(raw) == parsed
+    assert EventId.parse(str(parsed)) == parsed if parsed.log else True
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "-1", "1.5", "0x1F", "12 34", "9" * 21, "\u00b2", "0123456789ab-",
+                                 "0123456789AB-1", "0123456789ab--1", "0123456789ab-1-2", "123456789ab-1",
+                                 "0123456789ab-" + "9" * 19, "1700000000000-0x"])
+def test_anything_else_is_not_an_event_id(raw):
+    with pytest.raises(ValueError):
+        EventId.parse(raw)
 
 
 def test_subscribing_without_an_id_gets_only_live_events():
@@ -90,8 +112,9 @@ def test_subscribing_after_an_id_replays_the_rest_then_goes_live():
 )
 def test_replay_boundaries(after, replayed):
     log = make_log()
+    before_first = log.subscribe(CONV, None).position
     ids = publish_many(log, 4)
-    after_id = {"before-first": log.first_id - 1, "first": ids[0], "last": ids[-1]}[after]
+    after_id = {"before-first": before_first, "first": ids[0], "last": ids[-1]}[after]
 
     assert received_ids(log.subscribe(CONV, after_id)) == ids[replayed]
     assert [event.id for event in log.read_after(CONV, after_id)] == ids[replayed]
@@ -107,8 +130,8 @@ def test_a_fresh_log_accepts_the_id_it_announced_before_any_event():
 
 
 def test_no_gap_and_no_duplicate_while_several_threads_publish():
-    log = make_log(retention=100_000, buffer_size=100_000)
-    published: list[int] = publish_many(log, 10)
+    log = make_log(retention=100_000, buffer_size=100_000, buffer_bytes=1 << 30)
+    published: list[EventId] = publish_many(log, 10)
     stop = threading.Event()
 
     def publisher(name: str) -> None:
@@ -213,7 +236,7 @@ def test_retention_window(after_index, replayed):
 def test_an_id_from_before_a_restart_is_refused():
     before_restart = make_log()
     old_ids = publish_many(before_restart, 5)
-    log = InProcessEventLog(clock=fixed_clock(START + 60))
+    log = make_log()
     publish_many(log, 5)
 
     for old_id in (old_ids[0], old_ids[-1]):
@@ -229,15 +252,15 @@ def test_an_id_from_the_future_is_refused(ahead):
     last = publish_many(log, 3)[-1]
 
     with pytest.raises(ReplayWindowExceeded):
-        log.subscribe(CONV, last + ahead)
+        log.subscribe(CONV, EventId(last.log, last.sequence + ahead))
 
 
 def test_a_slow_subscriber_is_cut_off_without_holding_up_the_others():
     log = make_log(buffer_size=3)
     slow = log.subscribe(CONV, None)  # never reads until the end
     fast = log.subscribe(CONV, None)
-    ids: list[int] = []
-    fast_got: list[int] = []
+    ids: list[EventId] = []
+    fast_got: list[EventId] = []
 
     def publish_and_read() -> None:
         for n in range(20):
@@ -302,3 +325,92 @@ def test_stored_events_become_sse_events_with_their_id_and_type():
     [event] = sub.wait(1)
     assert event.encode() == (f"id: {stored.id}\nevent: response.delta\n"
                               'data: {"response_id":"r1","delta":"Hi"}\n\n').encode()
+
+
+def test_an_id_of_an_older_server_is_refused_as_outside_the_window():
+    log = make_log()
+    publish_many(log, 3)
+
+    with pytest.raises(ReplayWindowExceeded):
+        log.subscribe(CONV, EventId.parse("2"))
+
+
+def test_stored_events_keep_only_their_wire_bytes_and_decode_data_from_them():
+    log = make_log()
+    stored = log.publish(CONV, "message", {"text": "a\nb ✓", "n": [1, 2]})
+
+    assert stored.data == {"text": "a\nb ✓", "n": [1, 2]}
+    assert stored.size == len(stored.encode()) + 200
+
+
+# --- memory bounds in bytes -----------------------------------------------------------------------------
+
+KIB = 1024
+
+
+def big(n: int, kib: int = 10) -> dict:
+    return {"n": n, "text": "x" * (kib * KIB)}
+
+
+def test_a_conversation_keeps_at_most_its_byte_bound_and_older_ids_are_refused():
+    log = make_log(conversation_bytes=50 * KIB, total_bytes=10 * 1024 * KIB)
+    ids = [log.publish(CONV, "message", big(n)).id for n in range(20)]  # 200 KiB published
+
+    retained = log.read_after(CONV)
+    assert 3 <= len(retained) <= 4
+    assert sum(event.size for event in retained) <= 50 * KIB
+    assert [event.id for event in retained] == ids[-len(retained):]
+    with pytest.raises(ReplayWindowExceeded):
+        log.subscribe(CONV, ids[-len(retained) - 2])
+    assert received_ids(log.subscribe(CONV, ids[-len(retained) - 1])) == ids[-len(retained):]
+
+
+def test_the_whole_log_keeps_at_most_its_byte_bound_dropping_idle_conversations_first():
+    log = make_log(conversation_bytes=100 * KIB, total_bytes=300 * KIB)
+    listened = log.subscribe("listened", None)
+    first_of_listened = publish_many(log, 5, "listened", big(0))
+    idle_ids = {f"idle-{n}": publish_many(log, 5, f"idle-{n}", big(n)) for n in range(10)}  # 500 KiB more
+
+    assert log.bytes <= 300 * KIB
+    assert sum(event.size for conv in ["listened", *idle_ids] for event in log.read_after(conv)) <= log.bytes
+    # The oldest idle conversations were forgotten whole: their ids are refused, their new events start over.
+    with pytest.raises(ReplayWindowExceeded):
+        log.subscribe("idle-0", idle_ids["idle-0"][-1])
+    assert log.publish("idle-0", "message", {}).id.log != idle_ids["idle-0"][0].log
+    # The newest idle conversation is still there, and the listened-to one never loses its subscriber.
+    assert [event.id for event in log.read_after("idle-9")] == idle_ids["idle-9"]
+    assert log.subscriber_count("listened") == 1
+    assert received_ids(listened, expected=5) == first_of_listened
+    assert log.publish("listened", "message", {}).id.sequence == 6
+
+
+def test_a_listened_conversation_loses_its_oldest_events_not_its_subscribers_when_the_total_is_full():
+    log = make_log(conversation_bytes=1024 * KIB, total_bytes=100 * KIB)
+    subs = [log.subscribe(conv, None) for conv in (CONV, OTHER)]
+    ids = {conv: publish_many(log, 10, conv, big(0)) for conv in (CONV, OTHER)}  # 200 KiB, all listened to
+
+    assert log.bytes <= 100 * KIB
+    for sub, conv in zip(subs, (CONV, OTHER), strict=True):
+        assert received_ids(sub, expected=10) == ids[conv]
+    assert log.subscriber_count() == 2
+
+
+def test_a_subscriber_that_falls_behind_in_bytes_is_cut_off_and_resumes_without_a_gap():
+    log = make_log(buffer_size=1000, buffer_bytes=35 * KIB)
+    slow = log.subscribe(CONV, None)
+    ids = [log.publish(CONV, "message", big(n)).id for n in range(10)]  # 10 events, about 100 KiB
+
+    assert slow.overflowed
+    got = received_ids(slow)
+    assert got == ids[:3]
+    assert received_ids(log.subscribe(CONV, got[-1])) == ids[3:]
+
+
+def test_one_event_larger_than_the_byte_bound_still_reaches_a_reader_that_keeps_up():
+    log = make_log(buffer_bytes=4 * KIB)
+    sub = log.subscribe(CONV, None)
+
+    for n in range(3):
+        [event_id] = publish_many(log, 1, data=big(n, kib=20))
+        assert received_ids(sub) == [event_id]
+    assert not sub.overflowed

@@ -111,7 +111,7 @@ def make_replier(memory, cognition, log, generator=None) -> Replier:
 
 
 def events_of(log: InProcessEventLog) -> list[StoredEvent]:
-    return log.read_after(CONV, log.first_id - 1)
+    return log.read_after(CONV)
 
 
 def types_of(events: list[StoredEvent]) -> list[str]:

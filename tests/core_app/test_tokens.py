@@ -107,3 +107,39 @@ def test_a_bad_token_is_refused(issuer, token):
     assert raised.value.status == 401
     assert raised.value.code == "unauthorized"
     assert "expired" not in raised.value.message
+
+
+# --- stream tickets -------------------------------------------------------------------------------------
+
+
+def test_a_ticket_opens_only_its_conversations_stream_and_is_no_access_token(issuer):
+    user = issuer.verify(issuer.issue(USER))
+    ticket, lifetime = issuer.issue_ticket(user, "c-1")
+
+    assert lifetime == 60
+    assert issuer.verify_ticket(ticket, "c-1").user_id == user.user_id
+    assert issuer.verify_ticket(ticket, "c-1").expires_at == user.expires_at  # the stream ends with the token
+    with pytest.raises(Unauthorized):
+        issuer.verify_ticket(ticket, "c-2")
+    with pytest.raises(Unauthorized):
+        issuer.verify(ticket)
+    with pytest.raises(Unauthorized):
+        issuer.verify_ticket(issuer.issue(USER), "c-1")  # nor is an access token a ticket
+
+
+def test_a_ticket_never_outlives_its_access_token():
+    short = TokenIssuer(SECRET, 10, ticket_seconds=60)
+    user = short.verify(short.issue(USER))
+
+    _, lifetime = short.issue_ticket(user, "c-1")
+
+    assert 9 <= lifetime <= 10
+
+
+def test_an_expired_ticket_is_refused_as_expired(issuer):
+    user = issuer.verify(issuer.issue(USER))
+    ticket, _ = issuer.issue_ticket(user, "c-1", now=time.time() - 120)
+
+    with pytest.raises(Unauthorized) as raised:
+        issuer.verify_ticket(ticket, "c-1")
+    assert "expired" in raised.value.message

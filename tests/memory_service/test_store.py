@@ -12,7 +12,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from common.errors import Conflict, Forbidden, InvalidArguments, InvalidCredentials, NotFound
-from memory_service import conversations, messages, search, users, workspaces
+from memory_service import conversations, messages, participants, search, users, workspaces
 from memory_service.db import Database, IdempotencyKey
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +37,9 @@ def world(db: Database) -> dict[str, str]:
     """ann owns a workspace with one conversation that bob takes part in; cat is a stranger."""
     ann, bob, cat = (make_user(db, name) for name in ("ann", "bob", "cat"))
     ws = workspaces.create_workspace(db, ann, "Home")["workspace"]["id"]
-    conv = conversations.create_conversation(db, ann, ws, "Plans", [bob])["conversation"]["id"]
+    created = conversations.create_conversation(db, ann, ws, "Plans", [bob])
+    participants.respond_invitation(db, bob, created["invitations"][0]["id"], accept=True)
+    conv = created["conversation"]["id"]
     return {"ann": ann, "bob": bob, "cat": cat, "ws": ws, "conv": conv}
 
 
@@ -328,12 +330,17 @@ def test_delete_workspace_cascades_to_conversations_messages_and_index(db: Datab
 
 # --- conversations ----------------------------------------------------------------------------------------
 
-def test_participants_are_creator_first_then_unique(db: Database, world: dict[str, str]) -> None:
-    conv = conversations.create_conversation(
-        db, world["ann"], world["ws"], "Team", [world["cat"], world["ann"], world["bob"], world["cat"]],
-        {"k": 1})["conversation"]
-    assert conv["participant_ids"] == [world["ann"], world["cat"], world["bob"]]
+def test_named_participants_are_invited_once_each_and_only_the_creator_takes_part(
+        db: Database, world: dict[str, str]) -> None:
+    created = conversations.create_conversation(
+        db, world["ann"], world["ws"], "Team", [world["cat"], world["ann"], world["bob"], world["cat"]], {"k": 1})
+    conv = created["conversation"]
+    assert conv["participant_ids"] == [world["ann"]] and conv["created_at"] == conv["updated_at"]
+    assert [i["invitee_id"] for i in created["invitations"]] == [world["cat"], world["bob"]]
+    assert {i["status"] for i in created["invitations"]} == {"pending"}
     assert conv["metadata"] == {"k": 1} and conv["workspace_id"] == world["ws"]
+    with pytest.raises(Forbidden):
+        conversations.get_conversation(db, world["cat"], conv["id"])
 
 
 def test_unknown_participant_is_not_found_and_nothing_is_stored(db: Database, world: dict[str, str]) -> None:
@@ -371,15 +378,20 @@ def test_list_conversations_by_access_most_recently_updated_first(db: Database,
         conversations.list_conversations(db, world["cat"], world["ws"], 10, 0)
 
 
-def test_update_conversation_replaces_participants_keeping_the_creator(db: Database,
-                                                                       world: dict[str, str]) -> None:
-    updated = conversations.update_conversation(
-        db, world["ann"], world["conv"], participant_ids=[world["cat"]], metadata={"x": 1})["conversation"]
-    assert updated["participant_ids"] == [world["ann"], world["cat"]]
+def test_update_conversation_removes_the_left_out_and_invites_the_new_keeping_the_creator(
+        db: Database, world: dict[str, str]) -> None:
+    result = conversations.update_conversation(
+        db, world["ann"], world["conv"], participant_ids=[world["cat"]], metadata={"x": 1})
+    updated = result["conversation"]
+    assert updated["participant_ids"] == [world["ann"]]
+    assert [i["invitee_id"] for i in result["invitations"]] == [world["cat"]]
     assert (updated["topic"], updated["metadata"]) == ("Plans", {"x": 1})
-    conversations.get_conversation(db, world["cat"], world["conv"])
-    with pytest.raises(Forbidden):
-        conversations.get_conversation(db, world["bob"], world["conv"])
+    for outsider in ("bob", "cat"):
+        with pytest.raises(Forbidden):
+            conversations.get_conversation(db, world[outsider], world["conv"])
+    participants.respond_invitation(db, world["cat"], result["invitations"][0]["id"], accept=True)
+    assert conversations.get_conversation(db, world["cat"], world["conv"])["conversation"]["participant_ids"] == [
+        world["ann"], world["cat"]]
 
 
 def test_delete_conversation(db: Database, world: dict[str, str]) -> None:

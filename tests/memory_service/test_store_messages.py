@@ -8,7 +8,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from common.errors import Conflict, Forbidden, InvalidArguments, NotFound
-from memory_service import conversations, messages, search, users, workspaces
+from memory_service import conversations, messages, participants, search, users, workspaces
 from memory_service.db import Database, IdempotencyKey
 
 
@@ -28,7 +28,9 @@ def world(db: Database) -> dict[str, str]:
     ann, bob, cat = (users.create_user(db, f"{n}@example.com", n, "pw")["user"]["id"]
                      for n in ("ann", "bob", "cat"))
     ws = workspaces.create_workspace(db, ann, "Home")["workspace"]["id"]
-    conv = conversations.create_conversation(db, ann, ws, "Plans", [bob])["conversation"]["id"]
+    created = conversations.create_conversation(db, ann, ws, "Plans", [bob])
+    participants.respond_invitation(db, bob, created["invitations"][0]["id"], accept=True)
+    conv = created["conversation"]["id"]
     cat_ws = workspaces.create_workspace(db, cat, "Cat's")["workspace"]["id"]
     cat_conv = conversations.create_conversation(db, cat, cat_ws, "Secret")["conversation"]["id"]
     return {"ann": ann, "bob": bob, "cat": cat, "ws": ws, "conv": conv, "cat_conv": cat_conv}

@@ -118,7 +118,7 @@ def test_resources_stream_in_order(client, world):
     alice, conv = world["alice"]["id"], world["conv"]["id"]
     response = client.get(f"/resource/conversation/{conv}?user_id={alice}")
     assert response.status_code == 200
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-store"
     assert response.mimetype == "text/event-stream"
     events = sse_events(response)
     assert [data["sequence"] for _, data in events[:-1]] == [1, 2]
@@ -187,6 +187,12 @@ def bad_argument_rows():
         ("empty query", "search_messages", {"user_id": "u1", "query": ""}),
         ("oversize query", "search_messages", {"user_id": "u1", "query": long}),
         ("null argument", "get_user", {"user_id": None}),
+        ("invite nobody", "invite_participant", {"user_id": "u1", "conversation_id": "c"}),
+        ("invite a bad id", "invite_participant", {"user_id": "u1", "conversation_id": "c", "participant_id": "a b"}),
+        ("answer without a yes or no", "respond_invitation", {"user_id": "u1", "invitation_id": "i"}),
+        ("answer maybe", "respond_invitation", {"user_id": "u1", "invitation_id": "i", "accept": "maybe"}),
+        ("invitations of a bad conversation id", "list_invitations", {"user_id": "u1", "conversation_id": "../c"}),
+        ("remove nobody", "remove_participant", {"user_id": "u1", "conversation_id": "c"}),
     ]
 
 
@@ -227,6 +233,12 @@ def another_users_object_rows():
         ("delete message", "delete_message", lambda w: {"message_id": w["msgs"][0]["item_id"]}),
         ("search in conversation", "search_messages", lambda w: {"conversation_id": w["conv"]["id"],
                                                                  "query": "Lisbon"}),
+        ("invite oneself", "invite_participant", lambda w: {"conversation_id": w["conv"]["id"],
+                                                            "participant_id": w["bob"]["id"]}),
+        ("remove the owner", "remove_participant", lambda w: {"conversation_id": w["conv"]["id"],
+                                                              "participant_id": w["alice"]["id"]}),
+        ("leave", "leave_conversation", lambda w: {"conversation_id": w["conv"]["id"]}),
+        ("list the conversation's invitations", "list_invitations", lambda w: {"conversation_id": w["conv"]["id"]}),
     ]
 
 
@@ -270,3 +282,22 @@ def test_service_token_required_when_set(tmp_path):
                              headers={"Authorization": "Bearer wrong"}), 401, "unauthorized")
     assert client.get("/tools", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
     assert client.get("/health").status_code == 200
+
+
+def test_an_invitation_round_trip_through_the_tools(client, world):
+    alice, bob, conv = world["alice"]["id"], world["bob"]["id"], world["conv"]["id"]
+    invited = call(client, "invite_participant", key="invite-bob-0001", user_id=alice, conversation_id=conv,
+                   participant_id=bob)
+    replayed = call(client, "invite_participant", key="invite-bob-0001", user_id=alice, conversation_id=conv,
+                    participant_id=bob)
+    assert invited.status_code == replayed.status_code == 200 and invited.json == replayed.json
+    invitation = invited.json["result"]["invitation"]
+    assert result(client, "list_invitations", user_id=bob)["invitations"] == [invitation]
+
+    joined = result(client, "respond_invitation", user_id=bob, invitation_id=invitation["id"], accept=True)
+
+    assert joined["conversation"]["participant_ids"] == [alice, bob]
+    assert result(client, "search_messages", user_id=bob, query="Lisbon")["count"] == 1
+    assert result(client, "leave_conversation", user_id=bob, conversation_id=conv)["removed"] is True
+    assert result(client, "search_messages", user_id=bob, query="Lisbon")["count"] == 0
+    assert_error(call(client, "leave_conversation", user_id=bob, conversation_id=conv), 403, "forbidden")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -154,9 +155,17 @@ def authenticated_attempts(ws: str, conv: str) -> list[tuple[str, str, str, dict
         ("POST", f"{c}/messages", f"/v1/conversation/{conv}/messages", {"json": {"content": "let me in"}}),
         ("GET", f"{c}/messages", f"/v1/conversation/{conv}/messages", {}),
         ("GET", f"{c}/messages/stream", f"/v1/conversation/{conv}/messages/stream", {}),
+        ("POST", f"{c}/stream-ticket", f"/v1/conversation/{conv}/stream-ticket", {}),
         ("POST", "/v1/context", "/v1/context", {"json": {"query": "owl", "conversation_id": conv}}),
         ("POST", "/v1/search", "/v1/search", {"json": {"query": "owl"}}),
         ("POST", "/v1/analyze", "/v1/analyze", {"json": {"conversation_id": conv, "analysis_type": "summary"}}),
+        ("POST", f"{c}/participants", f"/v1/conversation/{conv}/participants",
+         {"json": {"user_id": str(uuid.uuid4())}}),
+        ("DELETE", f"{c}/participants/me", f"/v1/conversation/{conv}/participants/me", {}),
+        ("DELETE", f"{c}/participants/<id:user_id>", f"/v1/conversation/{conv}/participants/{uuid.uuid4()}", {}),
+        ("GET", "/v1/invitations", "/v1/invitations", {"params": {"conversation_id": conv}}),
+        ("POST", "/v1/invitations/<id:invitation_id>/<any(accept, decline):answer>",
+         f"/v1/invitations/{uuid.uuid4()}/accept", {}),
     ]
 
 

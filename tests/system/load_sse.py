@@ -18,7 +18,7 @@ HEARTBEAT = None  # what `frames` yields for a comment-only frame
 
 @dataclass(frozen=True)
 class Frame:
-    id: int | None
+    id: str | None  # opaque: compared for equality only
     event: str
     data: dict
     at: float  # time.monotonic() when the frame was complete
@@ -34,7 +34,7 @@ def parse_frame(raw: bytes, at: float) -> Frame | None:
         fields[name] = value[1:] if value.startswith(" ") else value
     if "data" not in fields:
         return None
-    return Frame(int(fields["id"]) if "id" in fields else None, fields.get("event", "message"),
+    return Frame(fields.get("id"), fields.get("event", "message"),
                  json.loads(fields["data"]), at)
 
 
@@ -48,15 +48,15 @@ def frames(response: requests.Response) -> Iterator[Frame | None]:
             yield parse_frame(raw, time.monotonic())
 
 
-def open_stream(url: str, token: str, last_event_id: int | None = None, as_query: bool = False,
+def open_stream(url: str, token: str, last_event_id: str | None = None, as_query: bool = False,
                 ) -> requests.Response:
     headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}
     params = {}
     if last_event_id is not None:
         if as_query:
-            params["last_event_id"] = str(last_event_id)
+            params["last_event_id"] = last_event_id
         else:
-            headers["Last-Event-ID"] = str(last_event_id)
+            headers["Last-Event-ID"] = last_event_id
     response = requests.get(url, headers=headers, params=params, stream=True, timeout=(5, 10))
     response.raise_for_status()
     return response

@@ -150,7 +150,8 @@ def test_analyses_of_a_seeded_conversation(mem, cog, cognition):
     assert results["activity"]["by_role"] == {"user": 2, "assistant": 2, "system": 0}
 
     streamed = list(cog.read_resource(f"conversation_analysis/{trip}/topics", {"user_id": alice}))
-    assert streamed == [{"type": "topics", "conversation_id": trip, "results": results["topics"]}]
+    assert streamed == [{"type": "topics", "conversation_id": trip, "results": results["topics"], "truncated": False,
+                         "analyzed_messages": 4}]
 
     with pytest.raises(InvalidArguments) as refused:
         cog.call_tool("analyze_conversation", {"user_id": alice, "conversation_id": trip, "analysis_type": "mood"})

@@ -11,6 +11,7 @@ import jwt
 import pytest
 import requests
 
+from core_app.events import EventId
 from tests.system.fake_llm import FakeLLM
 from tests.system.harness import ServiceProcess, wait_until
 from tests.system.sse_reader import StreamReader
@@ -62,7 +63,7 @@ def test_a_conversation_end_to_end(stack):
         assert assistant["role"] == "assistant" and assistant["content"] == "".join(deltas)
         user_message = reader.events[1]
         assert user_message.event == "message" and user_message.data["content"] == "Plan a trip to Porto"
-        ids = [int(e.id) for e in reader.events]
+        ids = [EventId.parse(e.id).sequence for e in reader.events]
         assert ids == sorted(set(ids)), "ids must be unique and increasing"
     assert [e.id for e in first.events[1:]] == [e.id for e in second.events[1:]]
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import pty
+import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from tests.system.harness import REPO, die_with_parent, free_port, wait_until
+from tests.system.harness import REPO, ServiceProcess, die_with_parent, free_port, wait_until
 from tests.system.sse_reader import StreamReader
 
 
@@ -49,9 +58,13 @@ def terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float 
     return time.monotonic() - started
 
 
-def chat(url: str, *messages: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "scripts/chat.py", "--url", url, "--email", f"chat-{uuid.uuid4().hex[:8]}@example.com",
+def chat_argv(url: str) -> list[str]:
+    return [sys.executable, "scripts/chat.py", "--url", url, "--email", f"chat-{uuid.uuid4().hex[:8]}@example.com",
             "--password", "password-123", "--register", "--timeout", "20"]
+
+
+def chat(url: str, *messages: str) -> subprocess.CompletedProcess:
+    argv = chat_argv(url)
     for message in messages:
         argv += ["-m", message]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -128,6 +141,83 @@ def test_run_distributed_names_the_process_that_fails(tmp_path):
     wait_until(lambda: not group_alive(runner), 5, message="nothing left behind")
 
 
+@contextmanager
+def impostor(body: dict) -> Iterator[int]:
+    """Another program's HTTP server on a free port, answering every GET with `body` and 200."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_run_distributed_refuses_a_port_another_program_holds(tmp_path):
+    """It used to wait for /health, get this other program's 200, say "Cortex Core is up" and die 5 s later."""
+    with impostor({"status": "healthy", "service": "core"}) as port:
+        env = {**distributed_env(tmp_path), "PORT": str(port)}
+        runner = launch([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log")
+        try:
+            assert runner.wait(30) == 1
+        finally:
+            if runner.poll() is None:
+                terminate(runner)
+    log = (tmp_path / "run.log").read_text()
+    assert "Cortex Core is up" not in log
+    problems = [line for line in log.splitlines() if line.startswith("run_distributed:")]
+    assert len(problems) == 1 and f"PORT {port} is already in use" in problems[0], log
+    wait_until(lambda: not group_alive(runner), 5, message="nothing left behind")
+
+
+def load_run_distributed():
+    spec = importlib.util.spec_from_file_location("run_distributed", REPO / "scripts" / "run_distributed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("answer,problem", [
+    # The port was free when checked, then another program answered on it in the service's place.
+    ({"status": "healthy", "service": "cognition"}, "another program answers on {url} (MEMORY_SERVICE_PORT), "
+     "not the memory service"),
+    ({"status": "ok"}, "another program answers on {url} (MEMORY_SERVICE_PORT)"),
+])
+def test_run_distributed_trusts_only_its_own_service(answer, problem):
+    run_distributed = load_run_distributed()
+    with impostor(answer) as port:
+        runner = run_distributed.Runner({**os.environ, "MEMORY_SERVICE_PORT": str(port)})
+        runner.start("memory", "sleep 30")  # alive, but not what answers
+        try:
+            found = runner.wait_healthy("memory", timeout=10)
+        finally:
+            runner.stop_all()
+    assert found is not None and found.startswith(problem.format(url=f"http://127.0.0.1:{port}")), found
+
+
+def test_run_distributed_wants_its_own_child_alive():
+    """Even a Cortex Memory answering as "memory" is someone else's once the child it started is gone."""
+    run_distributed = load_run_distributed()
+    with impostor({"status": "healthy", "service": "memory"}) as port:
+        runner = run_distributed.Runner({**os.environ, "MEMORY_SERVICE_PORT": str(port)})
+        runner.start("memory", "exit 4")
+        runner.procs["memory"].wait(5)
+        assert runner.wait_healthy("memory", timeout=10) == "exited with status 4"
+
+
 def test_single_process_core_runs_everything(tmp_path):
     port = free_port()
     env = {"PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path}/one.db", "CORTEX_DISTRIBUTED_MODE": "",
@@ -166,16 +256,138 @@ def test_manual_launch_of_each_service(tmp_path):
             terminate(proc)
 
 
+PORT_VARIABLES = {"core_app": "PORT", "memory_service": "MEMORY_SERVICE_PORT",
+                  "cognition_service": "COGNITION_SERVICE_PORT"}
+
+
+def run_until_exit(module: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    """`python -m module` on free ports and a database of the test's own, with `env` on top."""
+    base = {variable: str(free_port()) for variable in PORT_VARIABLES.values()}
+    base["DATABASE_URL"] = f"sqlite:///{tmp_path}/run.db"
+    return subprocess.run([sys.executable, "-m", module], cwd=REPO, env={**os.environ, **base, **env},
+                          capture_output=True, text=True, timeout=30)
+
+
+def assert_one_line_naming(done: subprocess.CompletedProcess, variable: str) -> None:
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("cortex: "), lines
+
+
 @pytest.mark.parametrize("module,env,variable", [
     ("core_app", {"LLM_PROVIDER": "telepathy"}, "LLM_PROVIDER"),
     ("core_app", {"PORT": "eighty"}, "PORT"),
     ("core_app", {"CORTEX_ENV": "production", "JWT_SECRET": ""}, "JWT_SECRET"),
     ("memory_service", {"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
     ("cognition_service", {"MEMORY_SERVICE_URL": "not a url"}, "MEMORY_SERVICE_URL"),
+    # gunicorn parses WEB_CONCURRENCY with a bare int() as it is imported: it used to be a traceback.
+    ("core_app", {"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY"),
+    ("memory_service", {"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+    ("cognition_service", {"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY"),
+    ("cognition_service", {"WORKER_CONNECTIONS": "lots"}, "WORKER_CONNECTIONS"),
+    # A database that cannot be opened used to be a worker's 40-57-line traceback; the single process
+    # opens Memory's database too.
+    ("memory_service", {"DATABASE_URL": "sqlite:///{tmp}/a-file/memory.db"}, "DATABASE_URL"),
+    ("memory_service", {"DATABASE_URL": "sqlite:///{tmp}/not-a-database.db"}, "DATABASE_URL"),
+    ("core_app", {"DATABASE_URL": "sqlite:///{tmp}"}, "DATABASE_URL"),
+    ("core_app", {"DATABASE_URL": "sqlite:///{tmp}/a-file/memory.db"}, "DATABASE_URL"),
 ])
-def test_bad_configuration_stops_with_one_line(module, env, variable):
-    done = subprocess.run([sys.executable, "-m", module], cwd=REPO, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in done.stderr, done.stderr
+def test_bad_configuration_stops_with_one_line(module, env, variable, tmp_path):
+    (tmp_path / "a-file").write_text("a file, not a directory\n")
+    (tmp_path / "not-a-database.db").write_text("plain text, not SQLite\n" * 10)
+    done = run_until_exit(module, {name: value.format(tmp=tmp_path) for name, value in env.items()}, tmp_path)
+    assert_one_line_naming(done, variable)
+
+
+@pytest.mark.parametrize("module", sorted(PORT_VARIABLES))
+def test_port_in_use_stops_with_one_line_naming_the_variable(module, tmp_path):
+    """It used to be gunicorn's eleven lines of retries that never named the variable."""
+    variable = PORT_VARIABLES[module]
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        done = run_until_exit(module, {variable: str(port)}, tmp_path)
+    assert_one_line_naming(done, variable)
+    assert f"{variable} {port} is already in use" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The whole system in one process, shared by the chat tests below."""
+    tmp = tmp_path_factory.mktemp("chat")
+    core = ServiceProcess("core_app.app:create_app()", {
+        "CORTEX_DISTRIBUTED_MODE": "", "DATABASE_URL": f"sqlite:///{tmp}/chat.db",
+        "JWT_SECRET": "chat-tests-secret-0123456789abcdefghij"}, tmp / "core.log")
+    core.start()
+    yield core.url
+    core.stop()
+
+
+def test_chat_says_in_one_line_that_nothing_answers():
+    """It used to print requests' raw HTTPConnectionPool(...) error."""
+    url = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(chat_argv(url), cwd=REPO, capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"chat: cannot reach Cortex Core at {url} (Connection refused): is it running? "
+                                        "Start it with `python -m core_app`, or pass --url"], done.stderr
+
+
+def test_chat_sends_piped_lines_and_shows_each_once(one_process):
+    done = subprocess.run(chat_argv(one_process), cwd=REPO, input="I keep bees in Ghent\n\nWhere do I keep bees?\n",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.partition(": ")[0] for line in lines] == ["you", "assistant", "you", "assistant"], done.stdout
+    assert lines[0] == "you: I keep bees in Ghent" and lines[2] == "you: Where do I keep bees?"
+    assert "I keep bees in Ghent" in lines[3]
+
+
+class Terminal:
+    """The other end of a pseudo-terminal: what a person at it would see, with a deadline on every wait."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.screen = ""
+
+    def wait_for(self, predicate, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.screen):
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out; the terminal shows {self.screen!r}"
+            if select.select([self.master], [], [], left)[0]:
+                try:
+                    data = os.read(self.master, 4096)
+                except OSError:  # EIO: the program closed the terminal
+                    data = b""
+                assert data, f"the program left; the terminal shows {self.screen!r}"
+                self.screen += data.decode(errors="replace").replace("\r\n", "\n")
+        return self.screen
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+
+def test_chat_prompts_at_a_terminal_and_shows_each_line_once(one_process):
+    """It used to wait at a terminal with no prompt, then print each typed line a second time."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(chat_argv(one_process), cwd=REPO, stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, preexec_fn=die_with_parent)
+    os.close(slave)
+    terminal = Terminal(master)
+    try:
+        terminal.wait_for(lambda screen: screen.endswith("you: "))
+        terminal.type("I keep bees in Ghent\n")
+        screen = terminal.wait_for(lambda screen: screen.count("you: ") == 2 and screen.endswith("you: "))
+        terminal.type("\x04")  # Ctrl-D: end of input
+        assert proc.wait(10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    lines = screen.splitlines()
+    # The terminal echoes what was typed after the prompt; chat.py must not print it again.
+    assert lines[0] == "you: I keep bees in Ghent" and lines[1].startswith("assistant: "), screen
+    assert lines[2:] == ["you: "], screen  # the next prompt, and nothing typed shown twice
+    assert "Ctrl-D" in (proc.stderr.read() if proc.stderr else "")

@@ -67,10 +67,14 @@ def new_user(stack: Stack, label: str) -> Api:
     return Api(stack.core.url, f"{label}-{uuid.uuid4().hex[:8]}@example.com", name=label.title())
 
 
-def make_conversation(user: Api, ws: str, topic: str, participants: list[str] | None = None) -> str:
-    created = user.request("POST", "/v1/conversation", json={"workspace_id": ws, "topic": topic,
-                                                              "participant_ids": participants or []})
+def make_conversation(user: Api, ws: str, topic: str, participants: list[Api] | None = None) -> str:
+    """A new conversation of `user`; each of `participants` is invited and accepts."""
+    created = user.request("POST", "/v1/conversation", json={
+        "workspace_id": ws, "topic": topic, "participant_ids": [p.user["id"] for p in participants or []]})
     assert created.status_code == 201, created.text
+    for participant, invitation in zip(participants or [], created.json()["invitations"], strict=True):
+        accepted = participant.request("POST", f"/v1/invitations/{invitation['id']}/accept")
+        assert accepted.status_code == 200, accepted.text
     return created.json()["conversation"]["id"]
 
 
@@ -87,7 +91,7 @@ def world(tmp_path_factory) -> World:
     try:
         owner, intruder, participant = (new_user(stack, label) for label in ("owner", "intruder", "participant"))
         ws = make_workspace(owner, "Owner space")
-        conv = make_conversation(owner, ws, "Shared walk", [participant.user["id"]])
+        conv = make_conversation(owner, ws, "Shared walk", [participant])
         private = make_conversation(owner, ws, "Private notes")
         made = World(stack, tmp, owner, intruder, participant, ws, conv, private, "", "")
         made.owner_message = made.store(owner, conv, OWNER_CONTENT)
@@ -256,7 +260,7 @@ def test_a_deleted_users_token_is_refused(world, tmp_path):
     own_conv = make_conversation(doomed, own_ws, "Doomed talk")
     world.store(doomed, own_conv, "doomed private words")
     shared_ws = make_workspace(world.owner, "Shared with doomed")
-    shared_conv = make_conversation(world.owner, shared_ws, "With doomed", [doomed_id])
+    shared_conv = make_conversation(world.owner, shared_ws, "With doomed", [doomed])
     world.store(world.owner, shared_conv, f"owner says {OWNER_SECRET} to doomed")
     assert probe("GET", f"{core}/v1/conversation/{shared_conv}", headers=doomed.headers).status == 200
 

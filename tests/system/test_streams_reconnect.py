@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from core_app.events import EventId
 from tests.system.harness import ServiceProcess, wait_until
 from tests.system.load_fds import Probe, within
 from tests.system.load_raw_stream import RawStream
@@ -36,9 +37,10 @@ GREENLET_TOLERANCE = FD_TOLERANCE = 2
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    # One user posts the messages back to back: their replies may all be in progress together.
-    started = start_stack(tmp_path_factory.mktemp("streams"), core_env={"DEBUG_STATS": "true",
-                                                                         "REPLIES_PER_USER": str(MESSAGES)})
+    # One user holds every stream here (51, and reconnecting ones until the server notices they closed), and
+    # posts the messages back to back: their replies may all be in progress together.
+    started = start_stack(tmp_path_factory.mktemp("streams"), core_env={
+        "DEBUG_STATS": "true", "STREAMS_PER_USER": "1000", "REPLIES_PER_USER": str(MESSAGES)})
     yield started
     started.stop()
 
@@ -47,10 +49,11 @@ class Finish:
     """Set once the last event is known; clients stop when they have seen it."""
 
     def __init__(self) -> None:
-        self.final_id: int | None = None
+        self.final_id: str | None = None
 
-    def reached(self, last_id: int | None) -> bool:
-        return self.final_id is not None and last_id is not None and last_id >= self.final_id
+    def reached(self, last_id: str | None) -> bool:
+        # Nothing is published after the final event, so a client that has read it has read everything.
+        return self.final_id is not None and last_id == self.final_id
 
 
 class ResumingClient(threading.Thread):
@@ -62,16 +65,16 @@ class ResumingClient(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.token, self.finish, self.rng = url, token, finish, rng
         self.drops = sorted(drops)
-        self.events: list[tuple[int, str, dict]] = []
-        self.arrived: dict[int, float] = {}  # event id -> when it was read
+        self.events: list[tuple[str, str, dict]] = []
+        self.arrived: dict[str, float] = {}  # event id -> when it was read
         self.connects = self.resumes_by_query = self.server_ends = 0
-        self.wrong_positions: list[tuple[int | None, int | None]] = []  # (resumed from, connected id)
+        self.wrong_positions: list[tuple[str | None, str | None]] = []  # (resumed from, connected id)
         self.first_connected = threading.Event()
         self.failure: BaseException | None = None
 
     def run(self) -> None:
         deadline = time.monotonic() + RUN_DEADLINE_S
-        last_id: int | None = None
+        last_id: str | None = None
         try:
             while time.monotonic() < deadline and not self.finish.reached(last_id):
                 as_query = last_id is not None and self.rng.random() < 0.5
@@ -87,7 +90,7 @@ class ResumingClient(threading.Thread):
         finally:
             self.first_connected.set()
 
-    def _read(self, response: requests.Response, last_id: int | None, deadline: float) -> int | None:
+    def _read(self, response: requests.Response, last_id: str | None, deadline: float) -> str | None:
         for frame in frames(response):
             if self.finish.reached(last_id) or time.monotonic() > deadline:
                 return last_id
@@ -181,8 +184,8 @@ def test_fifty_clients_that_keep_reconnecting_get_every_event_once_in_order(stac
 
     assert not [c for c in [reference, *clients] if c.is_alive()], "a client did not finish"
     assert [c.failure for c in [reference, *clients] if c.failure] == []
-    ids = [e[0] for e in want]
-    assert ids == sorted(set(ids)), "the reference's ids must be unique and increasing"
+    sequences = [EventId.parse(e[0]).sequence for e in want]
+    assert sequences == list(range(sequences[0], sequences[0] + len(want))), "the reference's ids must be consecutive"
     assert len(echo) == MESSAGES and figures["event_types"]["response.completed"] == MESSAGES
     assert len(want) >= AT_LEAST_EVENTS
     for index, client in enumerate(clients):
@@ -197,7 +200,7 @@ def test_fifty_clients_that_keep_reconnecting_get_every_event_once_in_order(stac
 
 LARGE = 30_000  # characters per message, mostly 3-byte UTF-8: about 80 KB per `message` event
 FLOOD = 60  # about 5 MB for a stream in all, more than the kernel buffers of one loopback connection hold
-SMALL_BUFFER = 20
+SMALL_BUFFER_BYTES = 256 * 1024  # about 3 large messages; the count bound stays at its default of 1000 events
 
 
 def large_text(n: int) -> str:
@@ -218,10 +221,11 @@ class Flood:
 
 @pytest.fixture(scope="module")
 def flood(stack, tmp_path_factory):
-    """A Core with a 20-event subscriber buffer, one client reading normally and two raw-socket clients with
+    """A Core with a 256 KiB subscriber buffer, one client reading normally and two raw-socket clients with
     a 4 KiB receive buffer that read nothing while 60 large messages go through the conversation. Then one of
     them reads everything; the other never does."""
-    core = ServiceProcess("core_app.app:create_app()", {**stack.core.env, "SUBSCRIBER_BUFFER": str(SMALL_BUFFER)},
+    core = ServiceProcess("core_app.app:create_app()", {**stack.core.env,
+                                                        "SUBSCRIBER_BUFFER_BYTES": str(SMALL_BUFFER_BYTES)},
                           tmp_path_factory.mktemp("flood") / "core-small-buffer.log").start()
     probe = Probe(core.url, {"self": core.port, "memory": stack.memory.port, "cognition": stack.cognition.port})
     raw: list[RawStream] = []
@@ -239,8 +243,7 @@ def flood(stack, tmp_path_factory):
             response = api.request("POST", f"/v1/conversation/{conv}/messages", json={"content": large_text(n)})
             assert response.status_code == 202, response.text
             posted[response.json()["message"]["id"]] = at
-            # One reply at a time: the builtin generator publishes a reply's deltas back to back, and two
-            # such bursts together would exceed a 20-event buffer even for a client that reads at once.
+            # One reply at a time, as a person would post: the normal client must never fall behind.
             wait_until(lambda k=n: len(normal.of_type("response.completed")) > k or normal.ended.is_set(), 15,
                        interval=0.01, message=f"the reply to message {n}")
         wait_until(lambda: normal.frames[-1].event == "message" or normal.ended.is_set(), 10,
@@ -266,7 +269,7 @@ def test_a_client_that_stops_reading_delays_nobody_and_is_dropped(flood, tmp_pat
     late_frames, (_, ended) = flood.reads_later.frames(), flood.reads_later.body()
     late = [(f.id, f.event) for f in late_frames if f.event != "connected"]
     report(tmp_path, "slow_reader", {
-        "messages": FLOOD, "message_chars": LARGE, "subscriber_buffer": SMALL_BUFFER,
+        "messages": FLOOD, "message_chars": LARGE, "subscriber_buffer_bytes": SMALL_BUFFER_BYTES,
         "normal_client_events": len(normal), "normal_client_echo_latency": latency_figures(latency),
         "normal_client_cut_by_server": flood.normal_cut_by_server,
         "late_reader_events_before_drop": len(late), "late_reader_bytes": len(flood.reads_later.received),

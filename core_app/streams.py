@@ -1,0 +1,140 @@
+"""What keeps the output streams of one process in bounds: open streams per user, and an end for a
+stream whose token expired or whose reader lost access to the conversation (SPEC §7)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from common.errors import Forbidden, NotFound, ServiceError, TooManyRequests, Unauthorized
+from common.sse import Event
+
+
+class StreamSlots:
+    """Open streams per user in this process; one user cannot hold every connection of the worker."""
+
+    def __init__(self, per_user: int, retry_after: int) -> None:
+        self.per_user = per_user
+        self.retry_after = retry_after
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, user_id: str) -> Callable[[], None]:
+        """Hold a slot for `user_id` (TooManyRequests when all are held); returns its release, which may be
+        called more than once."""
+        with self._lock:
+            held = self._open.get(user_id, 0)
+            if held >= self.per_user:
+                raise TooManyRequests(f"at most {self.per_user} open streams per user; close one first",
+                                      {"limit": self.per_user}, retry_after=self.retry_after)
+            self._open[user_id] = held + 1
+        return _Slot(self, user_id).release
+
+    def _release(self, user_id: str) -> None:
+        with self._lock:
+            left = self._open[user_id] - 1
+            if left:
+                self._open[user_id] = left
+            else:
+                del self._open[user_id]
+
+    def held(self, user_id: str) -> int:
+        with self._lock:
+            return self._open.get(user_id, 0)
+
+
+class _Slot:
+    __slots__ = ("slots", "user_id", "released")
+
+    def __init__(self, slots: StreamSlots, user_id: str) -> None:
+        self.slots, self.user_id, self.released = slots, user_id, False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.slots._release(self.user_id)
+
+
+# Refusals that mean the reader has lost the conversation; anything else (Memory busy or down) is not
+# the reader's doing, and the stream goes on with the last answer.
+_LOST = (Forbidden, NotFound, Unauthorized)
+
+
+@dataclass
+class AccessChecks:
+    """Whether a user may still read a conversation, asked of Memory at most once per `interval` for each
+    (user, conversation), however many streams they have open on it."""
+
+    ask: Callable[[str, str], object]  # raises when the user may not read the conversation
+    interval: float
+    clock: Callable[[], float] = time.monotonic
+    _answers: dict[tuple[str, str], tuple[float, ServiceError | None]] = field(default_factory=dict)
+    _purged: float = 0.0
+
+    def refusal(self, user_id: str, conversation_id: str) -> ServiceError | None:
+        """None while the user may read the conversation; the refusal once they may not."""
+        now = self.clock()
+        key = (user_id, conversation_id)
+        checked, refused = self._answers.get(key, (-self.interval, None))
+        if now - checked < self.interval:
+            return refused
+        # Streams waking at the same heartbeat use the last answer while one of them asks again.
+        self._answers[key] = (now, refused)
+        self._purge(now)
+        try:
+            self.ask(user_id, conversation_id)
+            refused = None
+        except NotFound as exc:
+            gone_user = exc.details.get("object") == "user"
+            refused = Unauthorized("the user of this token no longer exists") if gone_user else exc
+        except _LOST as exc:
+            refused = exc
+        except ServiceError:
+            pass
+        self._answers[key] = (now, refused)
+        return refused
+
+    def _purge(self, now: float) -> None:
+        if now - self._purged < self.interval:
+            return
+        self._purged = now
+        stale = [key for key, (checked, _) in self._answers.items() if now - checked > 2 * self.interval]
+        for key in stale:
+            del self._answers[key]
+
+
+@dataclass(slots=True)
+class StreamGuard:
+    """Called by the stream at each wake-up (every event and heartbeat, so no timer of its own): the
+    `error` event that ends the stream once the token has expired or access is lost, else None."""
+
+    checks: AccessChecks
+    user_id: str
+    conversation_id: str
+    expires_at: float  # Unix seconds
+    wall_clock: Callable[[], float] = time.time
+    _next_check: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Access was checked when the stream opened.
+        self._next_check = self.checks.clock() + self.checks.interval
+
+    def __call__(self) -> Event | None:
+        if self.wall_clock() >= self.expires_at:
+            return end_event("token_expired", "the access token has expired; sign in again and reconnect")
+        now = self.checks.clock()
+        if now < self._next_check:
+            return None
+        self._next_check = now + self.checks.interval
+        refused = self.checks.refusal(self.user_id, self.conversation_id)
+        if isinstance(refused, Unauthorized):
+            return end_event("unauthorized", "the user of this token no longer exists")
+        if refused is not None:
+            return end_event("forbidden", "you no longer have access to this conversation")
+        return None
+
+
+def end_event(code: str, message: str) -> Event:
+    return Event({"code": code, "message": message}, event="error")
