@@ -142,3 +142,28 @@ def test_a_post_that_stores_nothing_gives_its_place_back(app, client, users, hel
     assert stats(app)["admitted"] == 0
     conv = new_conversation(client, alice)["id"]
     assert [post(client, alice, conv, f"still room {n}").status_code for n in range(2)] == [202, 202]
+
+
+def test_a_burst_of_retries_with_one_key_takes_one_place(app, client, users, held):
+    alice = users[0]
+    conv = new_conversation(client, alice)["id"]
+    assert post(client, alice, conv, "the first").status_code == 202  # one place left for alice
+    key = f"burst-{uuid.uuid4().hex}"
+    answers: list = []
+    senders = [threading.Thread(target=lambda: answers.append(post(client, alice, conv, "the burst", key)))
+               for _ in range(8)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(10)
+
+    assert [answer.status_code for answer in answers] == [202] * 8
+    assert len({answer.get_json()["message"]["id"] for answer in answers}) == 1
+    assert stats(app)["admitted"] == 2
+    assert_error(post(client, alice, conv, "and one more"), 429, "too_many_requests")
+    held.gate.set()
+    eventually(lambda: stats(app)["admitted"] == 0, what="every reply to end")
+    stored = history(client, alice, conv)
+    assert [(m["role"], m["content"]) for m in stored if m["role"] == "user"] == [
+        ("user", "the first"), ("user", "the burst")]
+    assert [m["role"] for m in stored].count("assistant") == 2
