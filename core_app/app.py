@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     install_limits(app, settings, auth=accounts.bp)
     app.register_blueprint(health_blueprint("core", monitor=cortex.monitor))
     if settings.debug_stats:
-        app.register_blueprint(stats_blueprint(lambda: {"subscribers": cortex.events.subscriber_count()}))
+        app.register_blueprint(stats_blueprint(lambda: {"subscribers": cortex.events.subscriber_count(),
+                                                        "replies": cortex.replier.pool.stats()}))
     cortex.monitor.start()
     return app

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from limits import parse_many
 from limits.errors import ConfigurationError
@@ -15,6 +17,7 @@ from limits.storage import storage_from_string
 from common.auth import check_strong, service_token_setting
 from common.config import ConfigError, Env
 from common.transport import ClientSettings
+from core_app.reply_pool import ReplyLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_FILE = REPO_ROOT / "var" / "dev-jwt-secret"
@@ -37,6 +40,7 @@ class CoreConfig:
     llm_api_key: str | None
     llm_model: str
     llm_timeout: float
+    reply_limits: ReplyLimits
     heartbeat_seconds: float
     event_retention: int
     subscriber_buffer: int
@@ -99,6 +103,20 @@ def ratelimit_storage(env: Env) -> str:
     return value
 
 
+def keyless_allowed(env: Env, base_url: str) -> bool:
+    """An OpenAI-compatible server may run without a key only on this machine (Ollama, llama.cpp, vLLM on
+    loopback), and only when LLM_API_KEY is set and empty: a forgotten key is never taken for "none"."""
+    if "LLM_API_KEY" not in env.values:
+        return False
+    host = urlparse(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
     env = Env(values)
     environment = env.choice("CORTEX_ENV", "development", ("development", "production"))
@@ -117,6 +135,10 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
     service_token = service_token_setting(env, host="localhost", environment=environment, in_process=not distributed)
     provider = env.choice("LLM_PROVIDER", "builtin", ("builtin", "openai"))
     base_url = env.url("LLM_BASE_URL", "https://api.openai.com/v1") if provider == "openai" else None
+    api_key = env.str("LLM_API_KEY")
+    if base_url is not None and api_key is None and not keyless_allowed(env, base_url):
+        raise ConfigError("LLM_API_KEY", "is required when LLM_PROVIDER is openai (for a server on this machine "
+                                         "that needs no key, set LLM_API_KEY to an empty value)")
     return CoreConfig(
         host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
         port=env.int("PORT", 8000, minimum=1, maximum=65535),
@@ -130,9 +152,12 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         registration_enabled=env.bool("REGISTRATION_ENABLED", True),
         llm_provider=provider,
         llm_base_url=base_url,
-        llm_api_key=env.str("LLM_API_KEY"),
+        llm_api_key=api_key,
         llm_model=env.str("LLM_MODEL", "gpt-4o-mini") or "gpt-4o-mini",
         llm_timeout=env.float("LLM_TIMEOUT_SECONDS", 60.0, minimum=0.1),
+        reply_limits=ReplyLimits(concurrency=env.int("REPLY_CONCURRENCY", 64, minimum=1, maximum=10_000),
+                                 queue=env.int("REPLY_QUEUE", 256, minimum=0, maximum=1_000_000),
+                                 per_user=env.int("REPLIES_PER_USER", 4, minimum=1, maximum=10_000)),
         heartbeat_seconds=env.float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05),
         event_retention=env.int("EVENT_RETENTION", 1000, minimum=1),
         subscriber_buffer=env.int("SUBSCRIBER_BUFFER", 1000, minimum=1),

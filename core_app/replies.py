@@ -10,9 +10,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from common.client import ServiceClient
-from common.errors import ServiceError
+from common.errors import ServiceError, TooManyRequests
 from core_app.events import EventLog
 from core_app.generators import Generator, Prompt
+from core_app.reply_pool import ReplyPool, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +28,33 @@ class Replier:
     cognition: ServiceClient
     events: EventLog
     generator: Generator
+    pool: ReplyPool = field(default_factory=ReplyPool)
     # Ids of messages already announced here, so a client retrying its POST with the same
     # Idempotency-Key (Memory replays the stored message) does not get a second reply.
     _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def accept(self, user_id: str, message: dict) -> None:
-        """Publish the stored user message and start its reply in the background."""
+    def admit(self, user_id: str, idempotency_key: str | None = None) -> Ticket:
+        """A place for the reply to a message about to be stored; `TooManyRequests` when this user, or
+        this process, has as many replies in progress as allowed. Store the message inside the ticket's
+        `with` block and hand the ticket to `accept`."""
+        return self.pool.admit(user_id, idempotency_key)
+
+    def accept(self, user_id: str, message: dict, ticket: Ticket) -> None:
+        """Publish the stored user message and queue its reply on the ticket's place."""
         with self._lock:
             if message["id"] in self._seen:
-                return
+                return  # the ticket's `with` block gives its place back
             self._seen[message["id"]] = None
             if len(self._seen) > 10_000:
                 self._seen.popitem(last=False)
         self.events.publish(message["conversation_id"], "message", message)
-        # A greenlet under gunicorn's gevent worker (threading is patched), a thread elsewhere.
-        threading.Thread(target=self.reply, args=(user_id, message), daemon=True, name="reply").start()
+        try:
+            self.pool.start(ticket, lambda: self.reply(user_id, message))
+        except TooManyRequests as exc:
+            # Only a retry that found no reply in progress after all, with the limits reached since.
+            self.events.publish(message["conversation_id"], "error", {
+                "code": exc.code, "message": f"no reply to this message: {exc.message}", "in_reply_to": message["id"]})
 
     def reply(self, user_id: str, message: dict) -> None:
         conversation_id = message["conversation_id"]
@@ -54,7 +66,7 @@ class Replier:
         try:
             publish("response.started", {"response_id": response_id, "in_reply_to": message["id"]})
             prompt = Prompt(message["content"], self._context(user_id, message, publish),
-                            self._history(user_id, message))
+                            self._history(user_id, message), sender_id=message.get("sender_id"))
             parts = []
             for delta in self.generator.stream(prompt):
                 parts.append(delta)

@@ -14,6 +14,7 @@ from core_app.embedded import mount_embedded_services
 from core_app.events import EventLog, InProcessEventLog
 from core_app.generators import BuiltinGenerator, Generator, OpenAIGenerator
 from core_app.replies import Replier
+from core_app.reply_pool import ReplyPool
 from core_app.streams import AccessChecks, StreamSlots
 from core_app.tokens import TokenIssuer
 
@@ -33,8 +34,9 @@ class Services:
 
 def build_generator(settings: CoreConfig) -> Generator:
     if settings.llm_provider == "openai":
+        # No more replies run at once than REPLY_CONCURRENCY, so no more connections are ever needed.
         return OpenAIGenerator(settings.llm_base_url or "", settings.llm_api_key, settings.llm_model,
-                               settings.llm_timeout)
+                               settings.llm_timeout, pool_size=settings.reply_limits.concurrency)
     return BuiltinGenerator()
 
 
@@ -49,7 +51,7 @@ def build_services(settings: CoreConfig) -> Services:
                                conversation_bytes=settings.event_log_conversation_bytes,
                                total_bytes=settings.event_log_bytes)
     monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
-    replier = Replier(memory, cognition, events, build_generator(settings))
+    replier = Replier(memory, cognition, events, build_generator(settings), ReplyPool(settings.reply_limits))
     tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds, settings.stream_ticket_seconds)
     # A closed stream frees its slot once the next heartbeat finds the client gone.
     slots = StreamSlots(settings.streams_per_user, retry_after=max(1, math.ceil(settings.heartbeat_seconds)))

@@ -24,17 +24,20 @@ _CLIENT_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 
 @bp.post("/<id:conversation_id>/messages")
 def post_message(conversation_id: str) -> tuple[Response, int]:
-    """Store the message in Memory before answering, so a 202 means it is durable; reply later."""
+    """Store the message in Memory before answering, so a 202 means it is durable and its reply is
+    coming. The reply's place is taken first: over the limits the answer is 429 and nothing is stored."""
     user = current_user()
     body = parse_arguments(MessageIn, read_json_object())
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not _CLIENT_KEY.match(key):
         raise InvalidRequest("Idempotency-Key must be 8-64 characters of letters, digits, '._:-'")
-    stored = call("memory", "store_input", "conversation",
-                  idempotency_key=f"{user.user_id}:{key}" if key else None,
-                  input_data={"conversation_id": conversation_id, "content": body.content,
-                              "role": "user", "metadata": body.metadata})
-    services().replier.accept(user.user_id, stored["message"])
+    user_key = f"{user.user_id}:{key}" if key else None
+    replier = services().replier
+    with replier.admit(user.user_id, user_key) as ticket:
+        stored = call("memory", "store_input", "conversation", idempotency_key=user_key,
+                      input_data={"conversation_id": conversation_id, "content": body.content,
+                                  "role": "user", "metadata": body.metadata})
+        replier.accept(user.user_id, stored["message"], ticket)
     return jsonify({"status": "received", "message": stored["message"]}), 202
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 
 from common import errors
 from common.errors import (
@@ -29,6 +30,7 @@ from common.errors import (
     UnsupportedMediaType,
     from_body,
 )
+from common.http_errors import error_response
 
 CLASSES = [
     (ServiceError, 500, "internal_error"),
@@ -189,3 +191,15 @@ def test_from_body_missing_message_falls_back_to_default(message):
     rebuilt = from_body(409, {"error": {"code": "conflict", "message": message}})
     assert type(rebuilt) is Conflict
     assert rebuilt.message == Conflict.default_message
+
+
+@pytest.mark.parametrize(("error", "header"), [
+    (TooManyRequests("slow down", retry_after=7), "7"),
+    (ServiceUnavailable(), None),
+], ids=["429-7s", "503-without"])
+def test_a_429_sends_its_retry_after(error, header):
+    with Flask(__name__).app_context():
+        response = error_response(error)
+    assert response.status_code == error.status
+    assert response.headers.get("Retry-After") == header
+    assert response.get_json() == error.to_body()

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core_app.generators import BuiltinGenerator, OpenAIGenerator, Prompt, ProviderError
+from tests.system.fake_llm import FakeLLM
 
 CONTEXT = [{"id": "m1", "content": "I planted tomatoes and basil in the garden last spring"},
            {"id": "m2", "content": "My favourite tea is a smoky lapsang souchong"}]
@@ -27,8 +28,9 @@ HISTORY = [{"role": "user", "content": "Hello there", "sequence": 1},
     [Prompt("What did I plant in the garden?", CONTEXT, HISTORY), Prompt("Good morning"),
      Prompt("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
             "sixteen seventeen eighteen nineteen twenty twenty-one twenty-two twenty-three twenty-four "
-            "twenty-five twenty-six")],
-    ids=["with-context", "no-context", "long-message"],
+            "twenty-five twenty-six"),
+     Prompt("What did I say?", [], HISTORY), Prompt("And then?", [], HISTORY)],
+    ids=["with-context", "no-context", "long-message", "what-did-i-say", "recent-turns"],
 )
 def test_builtin_streams_its_answer_in_several_deltas_the_same_way_every_time(prompt):
     deltas = list(BuiltinGenerator().stream(prompt))
@@ -51,6 +53,45 @@ def test_builtin_without_context_still_answers_the_message():
 
     assert "Tell me about the weather" in reply
     assert "nothing earlier" in reply
+
+
+MINE = "u-me"
+SAID_HELLO = [{"role": "user", "content": "Hello", "sender_id": MINE, "sequence": 1},
+              {"role": "assistant", "content": "You said: “Hello”. I have nothing earlier on this yet.",
+               "sender_id": None, "sequence": 2}]
+
+
+@pytest.mark.parametrize("question", ["What did I say?", "what did i just write", "What was my last message?",
+                                      "Remind me: what have I said"])
+def test_builtin_asked_what_i_said_quotes_my_previous_message(question):
+    reply = BuiltinGenerator().compose(Prompt(question, [], SAID_HELLO, sender_id=MINE))
+
+    assert "“Hello”" in reply
+    assert "nothing earlier" not in reply
+
+
+def test_builtin_asked_what_i_said_quotes_the_last_two_of_my_turns_not_someone_elses():
+    history = [{"role": "user", "content": "I like figs", "sender_id": MINE, "sequence": 1},
+               {"role": "user", "content": "Plums are better", "sender_id": "u-other", "sequence": 2},
+               {"role": "user", "content": "And pears", "sender_id": MINE, "sequence": 3},
+               {"role": "user", "content": "Apricots!", "sender_id": "u-other", "sequence": 4}]
+
+    reply = BuiltinGenerator().compose(Prompt("What did I say?", [], history, sender_id=MINE))
+
+    assert reply == "Just before this you said: “And pears”. Before that: “I like figs”."
+
+
+def test_builtin_asked_what_i_said_with_nothing_before_says_so():
+    reply = BuiltinGenerator().compose(Prompt("What did I say?", [], [], sender_id=MINE))
+
+    assert "not said anything" in reply
+
+
+def test_builtin_without_context_mentions_the_recent_turns():
+    reply = BuiltinGenerator().compose(Prompt("Tell me more", [], SAID_HELLO, sender_id=MINE))
+
+    assert "Tell me more" in reply and "“Hello”" in reply
+    assert "nothing earlier" not in reply
 
 
 def test_builtin_skips_context_items_without_content():
@@ -288,6 +329,31 @@ def test_openai_stream_that_ends_after_the_finishing_chunk_without_done_is_compl
     provider.script = stream_of(["All ", "done"], finish=True, done=False)
 
     assert collect(provider.generator().stream(Prompt("hi"))) == (["All ", "done"], None)
+
+
+def test_openai_replies_reuse_one_kept_alive_connection():
+    """Issue 11 item 21: a TCP (and, against a real endpoint, TLS) handshake per reply is gone."""
+    with FakeLLM(["Hel", "lo"]) as llm:
+        generator = OpenAIGenerator(llm.base_url, "sk-test", "test-model", timeout=5)
+        replies = ["".join(generator.stream(Prompt(f"question {n}"))) for n in range(5)]
+
+    assert replies == ["Hello"] * 5
+    assert len(llm.requests) == 5
+    assert llm.connections == 1
+
+
+def test_openai_after_a_cut_connection_the_next_reply_opens_a_fresh_one():
+    with FakeLLM(["Hel", "lo"]) as llm:
+        generator = OpenAIGenerator(llm.base_url, "sk-test", "test-model", timeout=5)
+        first = collect(generator.stream(Prompt("one")))
+        llm.fail_after = 1
+        cut = collect(generator.stream(Prompt("two")))
+        llm.fail_after = None
+        third = collect(generator.stream(Prompt("three")))
+
+    assert first == (["Hel", "lo"], None) and third == (["Hel", "lo"], None)
+    assert cut[0] == ["Hel"] and isinstance(cut[1], ProviderError)
+    assert llm.connections == 2
 
 
 def test_openai_provider_not_listening_is_a_provider_error():

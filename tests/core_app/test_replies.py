@@ -242,11 +242,17 @@ def wait_for_replies_to_finish(log: InProcessEventLog, count: int, started_after
     raise AssertionError(f"replies did not finish within {deadline} s")
 
 
+def accept(replier: Replier, message: dict, key: str | None = None) -> None:
+    """What the input endpoint does: admit, store (here: the message is given), accept."""
+    with replier.admit(USER, key) as ticket:
+        replier.accept(USER, message, ticket)
+
+
 def test_accept_announces_the_users_message_first_then_replies_in_the_background(memory, cognition, log):
     message = user_message()
     threads = set(threading.enumerate())
 
-    make_replier(memory, cognition, log).accept(USER, message)
+    accept(make_replier(memory, cognition, log), message)
 
     first = events_of(log)[0]
     assert (first.type, first.data) == ("message", message)
@@ -259,8 +265,8 @@ def test_accepting_the_same_message_twice_announces_and_replies_once(memory, cog
     message = user_message()
     threads = set(threading.enumerate())
 
-    replier.accept(USER, message)
-    replier.accept(USER, dict(message))  # a retried POST: Memory replays the same stored message
+    accept(replier, message)
+    accept(replier, dict(message))  # a retried POST: Memory replays the same stored message
 
     wait_for_replies_to_finish(log, 1, threads)
     types = types_of(events_of(log))
@@ -269,14 +275,15 @@ def test_accepting_the_same_message_twice_announces_and_replies_once(memory, cog
     assert types.count("response.started") == 1
     assert types.count("response.completed") == 1
     assert len(memory.calls_to("store_input")) == 1
+    assert replier.pool.stats()["admitted"] == 0  # the retry's place was given back at once
 
 
 def test_different_messages_each_get_their_reply(memory, cognition, log):
     replier = make_replier(memory, cognition, log)
     threads = set(threading.enumerate())
 
-    replier.accept(USER, user_message(3, "first question"))
-    replier.accept(USER, user_message(4, "second question"))
+    accept(replier, user_message(3, "first question"))
+    accept(replier, user_message(4, "second question"))
 
     wait_for_replies_to_finish(log, 2, threads)
     completed = [e.data["message"] for e in events_of(log) if e.type == "response.completed"]

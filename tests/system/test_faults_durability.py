@@ -37,8 +37,10 @@ CALL_BOUND = (CONNECT_TIMEOUT + READ_TIMEOUT) * (RETRIES + 1) + RETRY_MAX + 2.0
 
 
 def test_memory_killed_under_load_loses_no_acknowledged_message(tmp_path):
-    stack = start_stack(tmp_path, core_env={"DEBUG_STATS": "true"}, common_env={
-        "CLIENT_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT), "CLIENT_READ_TIMEOUT": str(READ_TIMEOUT)})
+    # One user sending from ten clients at once: every message may have its reply in progress together.
+    stack = start_stack(tmp_path, core_env={"DEBUG_STATS": "true", "REPLIES_PER_USER": str(SENDERS * PER_SENDER)},
+                        common_env={"CLIENT_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+                                    "CLIENT_READ_TIMEOUT": str(READ_TIMEOUT)})
     try:
         api = Api(stack.core.url, "load@example.com")
         conv = api.conversation("Under fire")

@@ -53,6 +53,8 @@ def slow_stack(request, tmp_path):
             "DEBUG_STATS": "true", "MEMORY_SERVICE_URL": memory.url, "COGNITION_SERVICE_URL": cognition.url,
             "CLIENT_READ_TIMEOUT": str(READ_TIMEOUT), "CLIENT_RETRIES": str(RETRIES),
             "CLIENT_POOL_SIZE": str(pool_size),
+            # Each user has several replies stuck in the slow service at once, on purpose.
+            "REPLIES_PER_USER": str(REPLIES),
             # Keep the circuit closed so every reply really waits for the slow service instead of
             # being short-cut by an open breaker.
             "BREAKER_FAIL_MAX": "1000"}, tmp_path / "core.log")

@@ -37,9 +37,10 @@ GREENLET_TOLERANCE = FD_TOLERANCE = 2
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    # One user holds every stream here (51, and reconnecting ones until the server notices they closed).
-    started = start_stack(tmp_path_factory.mktemp("streams"), core_env={"DEBUG_STATS": "true",
-                                                                        "STREAMS_PER_USER": "1000"})
+    # One user holds every stream here (51, and reconnecting ones until the server notices they closed), and
+    # posts the messages back to back: their replies may all be in progress together.
+    started = start_stack(tmp_path_factory.mktemp("streams"), core_env={
+        "DEBUG_STATS": "true", "STREAMS_PER_USER": "1000", "REPLIES_PER_USER": str(MESSAGES)})
     yield started
     started.stop()
 

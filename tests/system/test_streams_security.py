@@ -23,8 +23,9 @@ STREAMS_PER_USER = 3
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    # REPLIES_PER_USER: one test posts eight large messages back to back, their replies overlapping.
     started = start_stack(tmp_path_factory.mktemp("streams-security"), core_env={
-        "STREAMS_PER_USER": str(STREAMS_PER_USER), "STREAM_ACCESS_CHECK_SECONDS": "0.5"})
+        "STREAMS_PER_USER": str(STREAMS_PER_USER), "STREAM_ACCESS_CHECK_SECONDS": "0.5", "REPLIES_PER_USER": "8"})
     yield started
     started.stop()
 
