@@ -24,7 +24,9 @@ CORE_METADATA_BYTES = 16 * 1024
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("data")
     started = start_stack(tmp, common_env={
-        "MAX_PAGE_BYTES": str(PAGE_BYTES), "MAX_METADATA_BYTES": str(MEMORY_METADATA_BYTES)})
+        "MAX_PAGE_BYTES": str(PAGE_BYTES), "MAX_METADATA_BYTES": str(MEMORY_METADATA_BYTES)},
+        # One user posts dozens of large messages back to back: lift the per-user reply bound.
+        core_env={"REPLIES_PER_USER": "1000"})
     started.db_path = tmp / "m.db"  # type: ignore[attr-defined]
     yield started
     started.stop()

@@ -100,8 +100,9 @@ def test_one_users_flood_is_refused_with_429_while_another_users_message_is_answ
                             ).status_code == 202
         full = late.request("POST", f"/v1/conversation/{late_conv}/messages", json={"content": "second"})
         assert full.status_code == 429 and full.headers["Retry-After"], full.text
-        assert full.json()["error"]["details"] == {"limit": "reply_queue",
-                                                   "allowed": REPLY_CONCURRENCY + REPLY_QUEUE}
+        details = full.json()["error"]["details"]
+        assert details == {"limit": "reply_queue", "allowed": REPLY_CONCURRENCY + REPLY_QUEUE,
+                           "retry_after": int(full.headers["Retry-After"])}
     finally:
         llm.hold.set()
 
