@@ -30,6 +30,9 @@ AT_LEAST_EVENTS = 8 * MESSAGES
 SEED = 20_250_611
 RUN_DEADLINE_S = 60  # every client thread gives up after this, whatever happens
 POOL_SIZE = 50  # the default CLIENT_POOL_SIZE: what the Core may keep open to Memory after the reconnect storm
+# Besides its call pool, the client keeps the health probe's own connection and may have one in flight that
+# resends a request the server closed unanswered (common/transport.py): neither comes out of the pool.
+BESIDES_POOL = 2
 # A leak per stream would show as 50 or more. Two of slack: the /debug/stats request just answered may still
 # have its handler greenlet and socket, and a health probe may be in flight.
 GREENLET_TOLERANCE = FD_TOLERANCE = 2
@@ -195,7 +198,7 @@ def test_fifty_clients_that_keep_reconnecting_get_every_event_once_in_order(stac
     assert figures["reconnects_total"] >= 2 * CLIENTS
     assert within(baseline, after, GREENLET_TOLERANCE, FD_TOLERANCE), (baseline, after)
     pooled = after["tcp"].get("to_memory", 0), after["tcp"].get("to_cognition", 0)
-    assert max(pooled) <= POOL_SIZE, after
+    assert max(pooled) <= POOL_SIZE + BESIDES_POOL, after
 
 
 LARGE = 30_000  # characters per message, mostly 3-byte UTF-8: about 80 KB per `message` event
