@@ -19,6 +19,7 @@ from common.credentials import MAX_EMAIL_INPUT, normalize_email
 from common.errors import TooManyRequests
 from common.http_errors import error_response
 from core_app.config import CoreConfig
+from core_app.slots import KeyedSlots
 
 ADDRESS_MESSAGE = "too many sign-in requests from this address; try again later"
 ACCOUNT_MESSAGE = "too many sign-in attempts for this account; try again later"
@@ -51,39 +52,6 @@ def _not_a_login_with_email() -> bool:
     return not (request.endpoint or "").endswith(".login") or not _login_email()
 
 
-class ConcurrencyLimit:
-    """At most `limit` calls at once for each key (a user) in this process; the next is refused at once
-    with 429 rather than queued, so one caller cannot hold every connection to a costly dependency."""
-
-    def __init__(self, limit: int, refusal: str) -> None:
-        self.limit = limit
-        self.refusal = refusal
-        self._running: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def running(self, key: str) -> int:
-        """How many calls of `key` hold a slot now."""
-        return self._running.get(key, 0)
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        """One slot of `key` for the duration of the block, or TooManyRequests when all are taken."""
-        with self._lock:
-            running = self._running.get(key, 0)
-            if running >= self.limit:
-                raise TooManyRequests(self.refusal, {"limit": self.limit}, retry_after=1)
-            self._running[key] = running + 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                left = self._running[key] - 1
-                if left:
-                    self._running[key] = left
-                else:
-                    del self._running[key]
-
-
 class SignInGate:
     """At most `limit` sign-ins in progress at once; the next waits up to `wait` seconds for one to finish,
     then gets 429. The short wait paces a flood: refused at once, its connections would ask again at once
@@ -114,7 +82,7 @@ class SignInGate:
             self._slots.release()
 
 
-def search_slots() -> ConcurrencyLimit:
+def search_slots() -> KeyedSlots:
     """The per-user bound on searches, context and analysis calls of this app."""
     return current_app.extensions["cortex.searches"]
 
@@ -150,7 +118,7 @@ def install_limits(app: Flask, settings: CoreConfig, auth: Blueprint) -> Limiter
         scope = "account" if exc.description == ACCOUNT_MESSAGE else "address"
         return error_response(TooManyRequests(exc.description, {"per": scope}, retry_after=math.ceil(wait)))
 
-    app.extensions["cortex.searches"] = ConcurrencyLimit(
+    app.extensions["cortex.searches"] = KeyedSlots(
         settings.search_concurrency_per_user,
         f"at most {settings.search_concurrency_per_user} searches at once per user; wait for one to finish")
     # Each password check holds a connection to Memory while it hashes: a share of the pool, not all of it.

@@ -15,7 +15,8 @@ from core_app.events import EventLog, InProcessEventLog
 from core_app.generators import BuiltinGenerator, Generator, OpenAIGenerator
 from core_app.replies import Replier
 from core_app.reply_pool import ReplyPool
-from core_app.streams import AccessChecks, StreamSlots
+from core_app.slots import KeyedSlots
+from core_app.streams import AccessChecks, stream_slots
 from core_app.tokens import TokenIssuer
 
 
@@ -28,7 +29,7 @@ class Services:
     tokens: TokenIssuer
     replier: Replier
     monitor: DependencyMonitor
-    stream_slots: StreamSlots
+    stream_slots: KeyedSlots
     access_checks: AccessChecks
 
 
@@ -54,7 +55,7 @@ def build_services(settings: CoreConfig) -> Services:
     replier = Replier(memory, cognition, events, build_generator(settings), ReplyPool(settings.reply_limits))
     tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds, settings.stream_ticket_seconds)
     # A closed stream frees its slot once the next heartbeat finds the client gone.
-    slots = StreamSlots(settings.streams_per_user, retry_after=max(1, math.ceil(settings.heartbeat_seconds)))
+    slots = stream_slots(settings.streams_per_user, retry_after=max(1, math.ceil(settings.heartbeat_seconds)))
     checks = AccessChecks(lambda user_id, conversation_id: memory.call_tool(
         "get_conversation", {"user_id": user_id, "conversation_id": conversation_id}),
         settings.stream_access_check_seconds)

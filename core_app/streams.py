@@ -3,58 +3,18 @@ stream whose token expired or whose reader lost access to the conversation (SPEC
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.errors import Forbidden, NotFound, ServiceError, TooManyRequests, Unauthorized
+from common.errors import Forbidden, NotFound, ServiceError, Unauthorized
 from common.sse import Event
+from core_app.slots import KeyedSlots
 
 
-class StreamSlots:
+def stream_slots(per_user: int, retry_after: int) -> KeyedSlots:
     """Open streams per user in this process; one user cannot hold every connection of the worker."""
-
-    def __init__(self, per_user: int, retry_after: int) -> None:
-        self.per_user = per_user
-        self.retry_after = retry_after
-        self._open: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def take(self, user_id: str) -> Callable[[], None]:
-        """Hold a slot for `user_id` (TooManyRequests when all are held); returns its release, which may be
-        called more than once."""
-        with self._lock:
-            held = self._open.get(user_id, 0)
-            if held >= self.per_user:
-                raise TooManyRequests(f"at most {self.per_user} open streams per user; close one first",
-                                      {"limit": self.per_user}, retry_after=self.retry_after)
-            self._open[user_id] = held + 1
-        return _Slot(self, user_id).release
-
-    def _release(self, user_id: str) -> None:
-        with self._lock:
-            left = self._open[user_id] - 1
-            if left:
-                self._open[user_id] = left
-            else:
-                del self._open[user_id]
-
-    def held(self, user_id: str) -> int:
-        with self._lock:
-            return self._open.get(user_id, 0)
-
-
-class _Slot:
-    __slots__ = ("slots", "user_id", "released")
-
-    def __init__(self, slots: StreamSlots, user_id: str) -> None:
-        self.slots, self.user_id, self.released = slots, user_id, False
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.slots._release(self.user_id)
+    return KeyedSlots(per_user, f"at most {per_user} open streams per user; close one first", retry_after)
 
 
 # Refusals that mean the reader has lost the conversation; anything else (Memory busy or down) is not

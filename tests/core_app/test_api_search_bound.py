@@ -38,7 +38,7 @@ def test_a_users_searches_beyond_the_bound_are_refused_and_others_are_not(tmp_pa
         holder.start()
     slots = app.extensions["cortex.searches"]
     deadline = time.monotonic() + 5
-    while slots.running(greedy.id) < 2:
+    while slots.held(greedy.id) < 2:
         assert time.monotonic() < deadline, "the two searches never started"
         time.sleep(0.01)
 
@@ -54,7 +54,7 @@ def test_a_users_searches_beyond_the_bound_are_refused_and_others_are_not(tmp_pa
             holder.join(10)
 
     assert answers == [200, 200]
-    assert slots.running(greedy.id) == 0
+    assert slots.held(greedy.id) == 0
     assert client.post("/v1/search", json={"query": "q"}, headers=greedy.headers).status_code == 200
 
 
@@ -69,7 +69,7 @@ def test_a_failing_search_gives_its_slot_back(tmp_path, monkeypatch):
     monkeypatch.setattr(cognition, "call", broken)
     for _ in range(3):
         assert_error(client.post("/v1/search", json={"query": "q"}, headers=user.headers), 500, "tool_execution_error")
-    assert app.extensions["cortex.searches"].running(user.id) == 0
+    assert app.extensions["cortex.searches"].held(user.id) == 0
 
 
 @pytest.mark.parametrize("path", ["/v1/search", "/v1/context", "/v1/analyze"])
@@ -79,4 +79,4 @@ def test_bad_requests_do_not_take_a_slot(tmp_path, path):
     user = sign_up(client, "Sloppy")
 
     assert_error(client.post(path, json={"nonsense": 1}, headers=user.headers), 400, "invalid_arguments")
-    assert app.extensions["cortex.searches"].running(user.id) == 0
+    assert app.extensions["cortex.searches"].held(user.id) == 0

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from common.errors import Forbidden, NotFound, ServiceUnavailable, TooManyRequests
-from core_app.streams import AccessChecks, StreamGuard, StreamSlots
+from core_app.streams import AccessChecks, StreamGuard, stream_slots
 
 
 def test_slots_are_counted_per_user_and_released_once():
-    slots = StreamSlots(per_user=2, retry_after=3)
+    slots = stream_slots(per_user=2, retry_after=3)
     first, second = slots.take("u1"), slots.take("u1")
     with pytest.raises(TooManyRequests) as raised:
         slots.take("u1")
