@@ -6,8 +6,8 @@ from pathlib import Path
 
 from benchkit.results import Result
 
-TARGETS_MS = {"input → stream latency": 50, "stream capacity": 500, "context retrieval": 50, "fail fast": 20,
-              "time to first token": 60}
+# Time to first token has no bar: its target is on what the system adds to the upstream's own time.
+TARGETS_MS = {"input → stream latency": 50, "stream capacity": 500, "context retrieval": 50, "fail fast": 20}
 
 
 def draw(results: list[Result], path: Path, machine: str) -> None:

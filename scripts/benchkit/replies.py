@@ -72,16 +72,18 @@ def _upstream_first_token(port: int) -> float:
     return (first - started) * 1000
 
 
-def _cpu_ms(services: list[Service]) -> float:
-    """User + system CPU of each service's gunicorn master and worker so far, in milliseconds."""
+def _cpu_ms(services: list[Service]) -> dict[str, float]:
+    """User + system CPU of each service's gunicorn master and worker so far, in milliseconds, by service."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    spent = {}
     for service in services:
         assert service.proc is not None
+        total = 0
         for pid in (service.proc.pid, service.worker_pid()):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
-    return total * 1000 / tick
+        spent[service.name] = total * 1000 / tick
+    return spent
 
 
 def _own_cpu_ms() -> float:
@@ -189,7 +191,8 @@ def many_conversations(log_dir: Path, conversations: int) -> list[Result]:
         while len(done) < conversations and time.monotonic() < deadline:
             gevent.sleep(0.05)
         gevent.sleep(0.5)  # let the services finish storing the replies before reading their CPU
-        servers_cpu = _cpu_ms(services) - cpu_before
+        by_service = {name: spent - cpu_before[name] for name, spent in _cpu_ms(services).items()}
+        servers_cpu = sum(by_service.values())
         everything_cpu = servers_cpu + _own_cpu_ms() - own_before
         for stream in streams:
             stream.close()
@@ -212,5 +215,6 @@ def many_conversations(log_dir: Path, conversations: int) -> list[Result]:
         Result("many conversations", "time to first token, p99", p99, "ms", "< 15,900 ms (replaced system)",
                p99 < 15_900, samples=ttft, note=note),
         Result("many conversations", "services' CPU per turn", per_turn, "ms", "≤ 12 ms", per_turn <= 12,
-               note=f"servers, stand-in and client together: {everything_cpu / conversations:.1f} ms per turn"),
+               note=", ".join(f"{name.split('-', 1)[1]} {ms / conversations:.1f}" for name, ms in by_service.items())
+               + f" ms; servers, stand-in and client together: {everything_cpu / conversations:.1f} ms per turn"),
     ]
