@@ -109,7 +109,7 @@ class Runner:
         """None once the process this runner started answers /health as its service, else why not."""
         variable, expected = PORT_VARS[name][0], SERVICE_NAMES[name]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stopping.is_set():
             code = self.procs[name].poll()
             if code is not None:
                 return f"exited with status {code}"
@@ -153,22 +153,27 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds each service has to become healthy")
     args = parser.parse_args()
     runner = Runner(environment())
-    signal.signal(signal.SIGTERM, lambda *_: runner.stopping.set())
+    # Ctrl-C and SIGTERM stop it the same way. SIGINT is set explicitly: a process started in the background
+    # of a shell (or by one that was) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: runner.stopping.set())
     processes = read_procfile(REPO / "Procfile")
     for name in PORT_VARS:
         problem = runner.port_taken(name)
         if problem:
             print(f"run_distributed: {name}: {problem}", file=sys.stderr)
             return 1
-    try:
-        # Memory first: the others report themselves degraded until it is up.
-        for name in ("memory", "cognition", "web"):
-            runner.start(name, processes[name])
-            problem = runner.wait_healthy(name, args.timeout)
-            if problem:
-                print(f"run_distributed: {name} failed to start: {problem}", file=sys.stderr)
-                runner.stop_all()
-                return 1
+    # Memory first: the others report themselves degraded until it is up.
+    for name in ("memory", "cognition", "web"):
+        runner.start(name, processes[name])
+        problem = runner.wait_healthy(name, args.timeout)
+        if runner.stopping.is_set():  # Ctrl-C while starting
+            break
+        if problem:
+            print(f"run_distributed: {name} failed to start: {problem}", file=sys.stderr)
+            runner.stop_all()
+            return 1
+    else:
         print(f"\nCortex Core is up:\n  Core App          {runner.url('web')}\n"
               f"  Memory Service    {runner.url('memory')}\n  Cognition Service {runner.url('cognition')}\n"
               "Press Ctrl-C to stop.\n", flush=True)
@@ -179,8 +184,6 @@ def main() -> int:
                       file=sys.stderr)
                 runner.stop_all()
                 return 1
-    except KeyboardInterrupt:
-        pass
     runner.stop_all()
     return 0
 
