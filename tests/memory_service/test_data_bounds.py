@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from werkzeug.security import generate_password_hash
 
 from common.errors import PayloadTooLarge
 from memory_service import conversations, messages, search, users, workspaces
@@ -35,9 +34,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock):
-    monkeypatch.setattr(users, "generate_password_hash",
-                        lambda password: generate_password_hash(password, method="pbkdf2:sha256:1"))
+def db(tmp_path: Path, fast_hashing: None, clock: Clock):
     database = Database(str(tmp_path / "var" / "memory.db"), clock=clock, max_page_bytes=PAGE_BYTES)
     yield database
     database.close()

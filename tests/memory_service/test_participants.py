@@ -4,24 +4,13 @@ can leave, and an old database's memberships become invitations once."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from werkzeug.security import generate_password_hash
 
 from common.errors import Conflict, Forbidden, InvalidArguments, NotFound
 from memory_service import conversations, messages, participants, search, users, workspaces
 from memory_service.db import Database
 from memory_service.membership import InvitationLimits
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(users, "generate_password_hash",
-                        lambda password: generate_password_hash(password, method="pbkdf2:sha256:1"))
-    database = Database(str(tmp_path / "memory.db"))
-    yield database
-    database.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.security import generate_password_hash
 
 from common.errors import Conflict, Forbidden, InvalidArguments, InvalidCredentials, NotFound
 from memory_service import conversations, messages, participants, search, users, workspaces
@@ -19,10 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # Real password hashing costs ~0.1 s per user; one PBKDF2 round keeps these tests fast.
-    monkeypatch.setattr(users, "generate_password_hash",
-                        lambda password: generate_password_hash(password, method="pbkdf2:sha256:1"))
+def db(tmp_path: Path, fast_hashing: None):
     database = Database(str(tmp_path / "nested" / "memory.db"))
     yield database
     database.close()

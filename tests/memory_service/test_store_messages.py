@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from werkzeug.security import generate_password_hash
 
 from common.errors import Conflict, Forbidden, InvalidArguments, NotFound
 from memory_service import conversations, messages, participants, search, users, workspaces
 from memory_service.db import Database, IdempotencyKey
-
-
-@pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # Real password hashing costs ~0.1 s per user; one PBKDF2 round keeps these tests fast.
-    monkeypatch.setattr(users, "generate_password_hash",
-                        lambda password: generate_password_hash(password, method="pbkdf2:sha256:1"))
-    database = Database(str(tmp_path / "memory.db"))
-    yield database
-    database.close()
 
 
 @pytest.fixture
