@@ -7,6 +7,7 @@ from werkzeug.utils import import_string
 
 from common.serve import Listen, serve
 from core_app.config import load_config
+from core_app.embedded import embedded_values
 
 # Named, not imported, like the embedded apps (core_app/embedded.py): the services never import each other.
 EMBEDDED_MEMORY_CHECK = "memory_service.__main__:check_database"
@@ -15,7 +16,7 @@ EMBEDDED_MEMORY_CHECK = "memory_service.__main__:check_database"
 def prepare() -> Listen:
     settings = load_config()
     if not settings.distributed:
-        import_string(EMBEDDED_MEMORY_CHECK)()
+        import_string(EMBEDDED_MEMORY_CHECK)(embedded_values(settings.values))
     return Listen(settings.host, settings.port, "PORT")
 
 

@@ -17,10 +17,15 @@ MEMORY_APP = "memory_service.app:create_app"
 COGNITION_APP = "cognition_service.app:create_app"
 
 
+def embedded_values(values: Mapping[str, str]) -> dict[str, str]:
+    """The settings the in-process Memory and Cognition start with. CORTEX_IN_PROCESS: they have no port of
+    their own, so they need no SERVICE_TOKEN and no Host check, whatever HOST the Core listens on."""
+    return {**values, "CORTEX_IN_PROCESS": "true"}
+
+
 def mount_embedded_services(settings: object, memory: ServiceClient, cognition: ServiceClient) -> None:
     values: Mapping[str, str] = settings.values  # type: ignore[attr-defined]
-    # CORTEX_IN_PROCESS: these copies have no port of their own, so they need no SERVICE_TOKEN to start.
-    overrides = {**values, "MEMORY_SERVICE_URL": memory.base_url, "CORTEX_IN_PROCESS": "true"}
+    overrides = {**embedded_values(values), "MEMORY_SERVICE_URL": memory.base_url}
     memory_app = import_string(MEMORY_APP)(overrides)
     # Cognition's own health monitor would probe Memory before the in-process route below is mounted,
     # find nothing listening and open its circuit; in one process Memory cannot be down on its own.

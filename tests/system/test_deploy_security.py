@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 
-from tests.system.harness import REPO, ServiceProcess, free_port
+from tests.system.harness import REPO, ServiceProcess, free_port, wait_until
 
 STRONG = "Zq3-vT9pL0xW8mNc4RbY7sKd2Hf6Ju1A"
 JWT = "system-test-secret-0123456789-abcdefghij"
@@ -51,6 +51,31 @@ def test_production_with_strong_secrets_starts(tmp_path):
         assert requests.get(f"{memory.url}/health", timeout=5, headers={"Host": "memory:9000"}).status_code == 200
     finally:
         memory.stop()
+
+
+def test_the_single_process_image_starts_on_all_interfaces_without_a_service_token(tmp_path):
+    # The Dockerfile's default: HOST=0.0.0.0 and `python -m core_app`. The embedded Memory and Cognition have
+    # no port of their own, so they need no SERVICE_TOKEN; only the Core listens, behind user tokens.
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if k not in ("SERVICE_TOKEN", "JWT_SECRET", "CORTEX_ENV")}
+    log = open(tmp_path / "core.log", "wb")  # noqa: SIM115 - the child writes to it
+    core = subprocess.Popen([sys.executable, "-m", "core_app"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={
+        **base, "HOST": "0.0.0.0", "PORT": str(port), "CORTEX_DISTRIBUTED_MODE": "false",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/m.db", "HEALTH_INTERVAL_SECONDS": "0"})
+    log.close()
+
+    def healthy() -> bool:
+        assert core.poll() is None, (tmp_path / "core.log").read_text()
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).json()["status"] == "healthy"
+        except (requests.RequestException, ValueError):
+            return False
+
+    try:
+        wait_until(healthy, 20, interval=0.2, message="the single-process Core on 0.0.0.0 to be healthy")
+    finally:
+        core.terminate()
+        core.wait(10)
 
 
 @pytest.fixture(scope="module")
