@@ -30,15 +30,19 @@ _WORD = re.compile(r"[^\W_]+")
 
 @functools.lru_cache(maxsize=4096)
 def fold(word: str) -> str:
-    """A word as the index stores it (unicode61, remove_diacritics 2): lower case, and a Latin letter's
-    accents dropped ("Zürich" is "zurich"); other scripts keep their marks, as the tokenizer does."""
-    letters = []
-    for char in word.lower():
-        parts = unicodedata.normalize("NFD", char)
-        if len(parts) > 1 and parts[0].isascii() and all(unicodedata.combining(mark) for mark in parts[1:]):
-            char = parts[0]
+    """A word as the index stores it (unicode61, remove_diacritics 2): lower case with a final sigma as σ,
+    and a Latin letter's marks dropped ("Zürich" is "zurich", "İstanbul" is "istanbul"); other scripts keep
+    their marks, as the tokenizer does."""
+    letters: list[str] = []
+    latin = False  # whether the last base letter was Latin, so the marks after it go
+    for char in unicodedata.normalize("NFD", word.lower().replace("ς", "σ")):
+        if unicodedata.combining(char):
+            if not latin:
+                letters.append(char)
+            continue
+        latin = char.isascii()
         letters.append(char)
-    return "".join(letters)
+    return unicodedata.normalize("NFC", "".join(letters))
 
 
 def terms(query: str) -> list[str]:
@@ -53,10 +57,12 @@ def terms(query: str) -> list[str]:
 # scope. idf is Lucene's log(1 + (N - df + 0.5) / (df + 0.5)), positive even in a small corpus where a
 # word is in most messages (FTS5 flattens that to 1e-6). Equal scores: the newer message first.
 BM25_SQL = """
-WITH counts AS (
-    SELECT v.doc AS doc, v.term AS term, COUNT(*) AS tf, length(m.content) AS len
-    FROM messages_fts_instances v JOIN messages m ON m.seq_global = v.doc
-    WHERE v.term IN ({terms}) AND {scope} GROUP BY v.doc, v.term),
+WITH hits AS (
+    SELECT doc, term, COUNT(*) AS tf FROM messages_fts_instances WHERE term IN ({terms}) GROUP BY doc, term),
+counts AS (
+    -- Counted per message first, so each matching message is read once, not once per occurrence.
+    SELECT h.doc AS doc, h.term AS term, h.tf AS tf, length(m.content) AS len
+    FROM hits h JOIN messages m ON m.seq_global = h.doc WHERE {scope}),
 frequencies AS (SELECT term, ln(1 + (:total - COUNT(*) + 0.5) / (COUNT(*) + 0.5)) AS idf
                 FROM counts GROUP BY term),
 average AS (SELECT AVG(len) AS len FROM (SELECT doc, MAX(len) AS len FROM counts GROUP BY doc))

@@ -162,16 +162,19 @@ def test_search_results_do_not_depend_on_other_users_messages(db: Database, worl
 
 
 def test_search_ranks_by_the_callers_own_statistics(db: Database, world: dict) -> None:
-    # In ann's messages "harbour" is common and "lantern" rare, so the rare word weighs more.
-    for text in ("harbour one", "harbour two", "harbour three", "harbour lantern"):
+    # In ann's messages "harbour" is common and "lantern" rare, so the rare word weighs more, however
+    # often "lantern" occurs in messages of bob's that she cannot read.
+    for text in ("harbour harbour harbour", "harbour one", "harbour two", "lantern"):
         messages.store_input(db, world["ann"], world["conv"], text)
+    for number in range(30):
+        messages.store_input(db, world["bob"], world["bob_conv"], f"lantern {number}")
     best = search.search_messages(db, world["ann"], "harbour lantern")["results"][0]
-    assert best["content"] == "harbour lantern"
+    assert best["content"] == "lantern"
 
 
 def test_search_folds_case_and_accents_as_the_index_does(db: Database, world: dict) -> None:
-    messages.store_input(db, world["ann"], world["conv"], "Ein Café in Zürich, привет МИР")
-    for query in ("cafe", "CAFÉ", "zurich", "Привет", "мир"):
+    messages.store_input(db, world["ann"], world["conv"], "Ein Café in Zürich, привет МИР, λόγος, İstanbul")
+    for query in ("cafe", "CAFÉ", "zurich", "Привет", "мир", "λόγος", "ΛΌΓΟΣ", "istanbul", "İSTANBUL"):
         assert search.search_messages(db, world["ann"], query)["count"] == 1, query
 
 
