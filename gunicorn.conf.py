@@ -30,11 +30,9 @@ timeout = 30
 graceful_timeout = 4
 # How long an idle keep-alive connection stays open. Clients must expect it closed at any moment after
 # this (the network client retries a request the server closed unanswered on an idle connection).
-_keepalive = os.environ.get("GUNICORN_KEEPALIVE", "").strip() or "5"
-if not _keepalive.isdigit():
-    raise SystemExit(f"cortex: invalid configuration: GUNICORN_KEEPALIVE must be a whole number of seconds, "
-                     f"got {_keepalive!r}")
-keepalive = int(_keepalive)
+# At least 1: gunicorn's gevent worker reads request headers under this timeout only, so 0 would let a
+# client hold a connection for ever by trickling its headers.
+keepalive = whole_number("GUNICORN_KEEPALIVE", 5)
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 # gunicorn's logger, with `?access_token=`, `?ticket=` and similar query values written as [redacted].
 logger_class = "common.gunicorn_worker.RedactingLogger"

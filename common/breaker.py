@@ -74,7 +74,10 @@ class ConcurrentBreaker(pybreaker.CircuitBreaker):
             self.open()
 
     def close(self) -> None:
-        self.reason = None
+        # A trial call that began before the monitor's failed probe may still succeed (a 4xx counts as
+        # success, e.g. a wrong service's 404): while the monitor holds the circuit, that closes nothing.
+        if self.reason is not None:
+            return
         super().close()
 
     def recover_if_due(self) -> None:

@@ -283,3 +283,20 @@ def test_a_good_probe_before_the_reset_timeout_lets_the_usual_trial_decide():
     assert not breaker.refuses_calls()
     assert breaker.call(ok) == "ok"
     assert breaker.circuit == "closed"
+
+
+def test_a_trial_that_succeeds_after_the_monitor_tripped_does_not_end_the_hold():
+    breaker = make(reset_timeout=30)
+    trip_by_failures(breaker)
+    backdate(breaker, 31)
+
+    def trial_while_the_probe_fails() -> str:
+        breaker.trip("memory names itself 'cognition'")  # the monitor's probe lands during the trial
+        return "a 4xx or 2xx answer, which counts as success"
+
+    breaker.call(trial_while_the_probe_fails)
+    assert breaker.circuit == "open" and breaker.refuses_calls()
+    backdate(breaker, 31)
+    assert breaker.refuses_calls()  # held: no trial while the monitor sees the wrong service
+    breaker.recover_if_due()
+    assert breaker.circuit == "closed"

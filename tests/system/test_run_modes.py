@@ -286,6 +286,8 @@ def assert_one_line_naming(done: subprocess.CompletedProcess, variable: str) -> 
     ("memory_service", {"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
     ("cognition_service", {"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY"),
     ("cognition_service", {"WORKER_CONNECTIONS": "lots"}, "WORKER_CONNECTIONS"),
+    # 0 would lift gunicorn's only bound on how long request headers may take to arrive.
+    ("memory_service", {"GUNICORN_KEEPALIVE": "0"}, "GUNICORN_KEEPALIVE"),
     # A database that cannot be opened used to be a worker's 40-57-line traceback; the single process
     # opens Memory's database too.
     ("memory_service", {"DATABASE_URL": "sqlite:///{tmp}/a-file/memory.db"}, "DATABASE_URL"),
