@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -14,7 +13,7 @@ from limits import parse_many
 from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 
-from common.auth import check_strong, service_token_setting
+from common.auth import check_strong, is_loopback_host, service_token_setting
 from common.config import ConfigError, Env
 from common.transport import ClientSettings
 from core_app.reply_pool import ReplyLimits
@@ -106,15 +105,7 @@ def ratelimit_storage(env: Env) -> str:
 def keyless_allowed(env: Env, base_url: str) -> bool:
     """An OpenAI-compatible server may run without a key only on this machine (Ollama, llama.cpp, vLLM on
     loopback), and only when LLM_API_KEY is set and empty: a forgotten key is never taken for "none"."""
-    if "LLM_API_KEY" not in env.values:
-        return False
-    host = urlparse(base_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return "LLM_API_KEY" in env.values and is_loopback_host(urlparse(base_url).hostname or "")
 
 
 def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:

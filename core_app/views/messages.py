@@ -115,6 +115,8 @@ def stream(conversation_id: str) -> Response:
                       id=str(sub.position), retry=RETRY_MS)
     guard = StreamGuard(cortex.access_checks, user.user_id, conversation_id, user.expires_at)
     response = sse_response(live_stream(sub, settings.heartbeat_seconds, first=[connected, *notices], check=guard))
-    # Also when the body is never iterated (the client left before the first byte).
+    # Also when the body is never iterated (the client left before the first byte): the stream's own
+    # `finally` never runs then. Both are safe to call twice.
     response.call_on_close(release)
+    response.call_on_close(sub.close)
     return response

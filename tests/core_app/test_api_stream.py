@@ -360,6 +360,20 @@ def test_the_stream_slot_is_released_when_the_stream_is_refused_or_never_read(gu
         assert stream.event().event == "connected"
 
 
+def test_a_stream_whose_body_is_never_iterated_leaves_no_subscription(guarded):
+    # The server closes the response without reading a byte of it (the client left at once): the stream
+    # generator never started, so its own `finally` cannot release anything.
+    client, tess = guarded
+    app, conversation = client.application, new_conversation(client, tess)
+    with app.test_request_context(stream_url(conversation["id"]), headers=tess.headers):
+        response = app.full_dispatch_request()
+        assert response.status_code == 200
+        assert app.extensions["cortex"].events.subscriber_count(conversation["id"]) == 1
+        response.close()
+    assert app.extensions["cortex"].events.subscriber_count(conversation["id"]) == 0
+    assert app.extensions["cortex"].stream_slots.held(tess.id) == 0
+
+
 def short_lived_token(account: Account, seconds: int) -> str:
     return TokenIssuer(JWT_SECRET, seconds).issue({"id": account.id, "email": account.email, "name": account.name})
 
