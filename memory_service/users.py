@@ -95,12 +95,20 @@ def authenticate_user(db: Database, email: str, password: str, *,
     return {"user": user_from_row(row)}
 
 
+EMAILS_MIGRATION = "emails-normalized"
+
+
 def normalize_stored_emails(db: Database) -> int:
     """Rewrite emails stored before normalisation in their normalised spelling, so their owners log in
     as before; an address whose normalised spelling another account already has is left as it is and
-    logged. Returns how many were rewritten. Cheap when there is nothing to do: one scan of the emails."""
+    logged. Returns how many were rewritten. Runs once per database (recorded in `schema_migrations`):
+    every address stored since is normalised as it is written."""
 
     def tx(conn: sqlite3.Connection) -> int:
+        if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (EMAILS_MIGRATION,)).fetchone():
+            return 0
+        conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                     (EMAILS_MIGRATION, utc_now()))
         changed = 0
         for row in conn.execute("SELECT id, email FROM users").fetchall():
             normalized = normalize_email(row["email"])

@@ -68,6 +68,10 @@ def test_look_alike_legacy_accounts_keep_the_later_spelling_and_are_logged(db, c
     assert second in caplog.text
     assert users.get_user(db, first)["user"]["email"] == "zoë@example.com"
     assert users.get_user(db, second)["user"]["email"] == "ZOË@example.com"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the next start scans nothing and logs nothing again
+        assert users.normalize_stored_emails(db) == 0
+    assert second not in caplog.text
 
 
 def test_memory_normalises_stored_emails_when_it_starts(tmp_path):
