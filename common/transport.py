@@ -78,6 +78,12 @@ def _replayable(method: str, headers: Mapping[str, str] | None) -> bool:
     return method.upper() in ("GET", "HEAD", "OPTIONS") or IDEMPOTENCY_KEY in (headers or {})
 
 
+def _retries(session: requests.Session, url: str) -> int:
+    """How many times the adapter serving `url` retries a failed request itself (0 for an in-process one)."""
+    retry = getattr(session.get_adapter(url), "max_retries", None)
+    return retry.total or 0 if isinstance(retry, Retry) else 0
+
+
 class Transport:
     """HTTP to one service: a pooled session for calls and another for streams, which hold their
     connection for their whole life and must not starve ordinary calls."""
@@ -123,12 +129,14 @@ class Transport:
     def _send(self, session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
         """Send, and when the server closed the connection without answering (a pooled connection whose
         keep-alive the server ended just then, as gunicorn does after `keepalive` idle seconds) send once
-        more, at once, on a new connection, if the request may be sent twice. That costs no retry: it is no
-        sign of trouble, and a probe, which has no retries, must not fail on it."""
+        more, at once, on a new connection, if the request may be sent twice. Only where the session has no
+        retries of its own (a probe, or CLIENT_RETRIES=0): urllib3 already retries this at once otherwise,
+        and a resend on top would go past the retry budget."""
         try:
             return session.request(method, url, **kwargs)
         except requests.ConnectionError as exc:
-            if not (_closed_unanswered(exc) and _replayable(method, kwargs.get("headers"))):
+            if not (_closed_unanswered(exc) and _replayable(method, kwargs.get("headers"))
+                    and not _retries(session, url)):
                 raise
             log.debug("%s %s: the connection was closed unanswered (%s); sending again", method, url, exc)
         # Without retries, and on a connection closed after the answer, so it never meets another stale one.

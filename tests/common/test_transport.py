@@ -85,6 +85,17 @@ def test_it_is_sent_again_only_once(ordered):
     assert len(ordered.calls) == 2
 
 
+def test_a_call_with_retries_leaves_the_closed_connection_to_them(ordered):
+    # urllib3 retries a connection closed unanswered itself (not seen here: `responses` stands in for it);
+    # a resend on top would be one send more than CLIENT_RETRIES allows.
+    client = make_client(attempts=1)
+    ordered.post(TOOL_URL, body=closed_unanswered(CLOSED[0]))
+    ordered.post(TOOL_URL, json={"result": {"id": "u1"}})
+    with pytest.raises(ServiceUnavailable):
+        client.call_tool("get_user", {"user_id": "u1"})
+    assert len(ordered.calls) == 1
+
+
 def test_a_post_without_idempotency_key_is_not_sent_twice(ordered):
     transport = Transport("llm", ClientSettings(retry=RetryPolicy(attempts=0)))
     ordered.post(TOOL_URL, body=closed_unanswered(CLOSED[0]))
@@ -105,6 +116,8 @@ def test_a_dead_or_frozen_service_fails_its_probe_at_the_first_try(ordered, erro
     with pytest.raises((ServiceUnavailable, ServiceTimeout)):
         client.health()
     assert len(ordered.calls) == 1
+    # `responses` never reaches urllib3's retries, so say it outright: probes have none of their own.
+    assert client.transport.probes.get_adapter(HEALTH_URL).max_retries.total == 0
 
 
 # --- a full pool is back-pressure ------------------------------------------------------------------
@@ -185,7 +198,7 @@ def test_a_failed_handshake_names_the_service():
 def test_every_session_uses_the_ca_bundle_and_client_certificate(tmp_path):
     tls = ClientTLS(ca_bundle=str(tmp_path / "ca.pem"), cert=str(tmp_path / "c.pem"), key=str(tmp_path / "k.pem"))
     transport = Transport("memory", ClientSettings(tls=tls))
-    for session in (transport.session, transport.streams, transport.probes):
+    for session in (transport.session, transport.streams, transport.probes, transport.fresh):
         assert session.verify == tls.ca_bundle
         assert session.cert == (tls.cert, tls.key)
     default = Transport("memory", ClientSettings())
