@@ -33,6 +33,10 @@ class AccessChecks:
     _answers: dict[tuple[str, str], tuple[float, ServiceError | None]] = field(default_factory=dict)
     _purged: float = 0.0
 
+    def allowed_now(self, user_id: str, conversation_id: str) -> None:
+        """Record that Memory has just let the user read the conversation (a stream opening checks it)."""
+        self._answers[(user_id, conversation_id)] = (self.clock(), None)
+
     def refusal(self, user_id: str, conversation_id: str) -> ServiceError | None:
         """None while the user may read the conversation; the refusal once they may not."""
         now = self.clock()
@@ -75,19 +79,14 @@ class StreamGuard:
     conversation_id: str
     expires_at: float  # Unix seconds
     wall_clock: Callable[[], float] = time.time
-    _next_check: float = 0.0
 
     def __post_init__(self) -> None:
-        # Access was checked when the stream opened.
-        self._next_check = self.checks.clock() + self.checks.interval
+        # Access was checked when the stream opened; `checks` alone paces the next question to Memory.
+        self.checks.allowed_now(self.user_id, self.conversation_id)
 
     def __call__(self) -> Event | None:
         if self.wall_clock() >= self.expires_at:
             return end_event("token_expired", "the access token has expired; sign in again and reconnect")
-        now = self.checks.clock()
-        if now < self._next_check:
-            return None
-        self._next_check = now + self.checks.interval
         refused = self.checks.refusal(self.user_id, self.conversation_id)
         if isinstance(refused, Unauthorized):
             return end_event("unauthorized", "the user of this token no longer exists")

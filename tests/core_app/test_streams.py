@@ -90,3 +90,19 @@ def test_an_expired_token_ends_the_stream_without_asking_memory():
 
     assert ended is not None and ended.data["code"] == "token_expired"
     assert memory.calls == []
+
+
+def test_every_stream_ends_within_one_interval_of_the_lost_access():
+    clock, memory = Clock(), Memory()
+    checks = AccessChecks(memory.ask, interval=30, clock=clock)
+    first = StreamGuard(checks, "u1", "c1", expires_at=float("inf"))  # opened at 100
+    clock.now = 125
+    second = StreamGuard(checks, "u1", "c1", expires_at=float("inf"))
+    clock.now = 130
+    assert first() is None and second() is None
+    memory.answer = Forbidden("removed")  # lost at 131
+    for now in (131, 145, 155, 160):
+        clock.now = now
+        first(), second()
+    ends = [first(), second()]
+    assert [event.data["code"] if event else None for event in ends] == ["forbidden", "forbidden"]
