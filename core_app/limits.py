@@ -16,8 +16,9 @@ from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common.credentials import MAX_EMAIL_INPUT, normalize_email
-from common.errors import TooManyRequests
+from common.errors import ServiceError, TooManyRequests, UnsupportedMediaType
 from common.http_errors import error_response
+from common.protocol import read_json_object
 from core_app.config import CoreConfig
 from core_app.slots import KeyedSlots
 
@@ -30,13 +31,26 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
+def login_fields() -> dict:
+    """What a login sends, read once per request (the per-account limit reads it before the view does):
+    OAuth2-style form logins send `username`, JSON clients `email`."""
+    if "login_fields" not in g:
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            g.login_fields = {"email": request.form.get("username") or request.form.get("email"),
+                              "password": request.form.get("password")}
+        elif request.mimetype == "application/json":
+            g.login_fields = read_json_object()
+        else:
+            raise UnsupportedMediaType("log in with a JSON body or an HTML form")
+    return g.login_fields
+
+
 def _login_email() -> str:
     if "login_email" not in g:
-        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            raw = request.form.get("username") or request.form.get("email")
-        else:
-            body = request.get_json(silent=True)
-            raw = body.get("email") if isinstance(body, dict) else None
+        try:
+            raw = login_fields().get("email")
+        except ServiceError:  # a body the view refuses itself, with its own 4xx
+            raw = None
         usable = isinstance(raw, str) and len(raw) <= MAX_EMAIL_INPUT  # longer is refused as invalid anyway
         g.login_email = normalize_email(raw) if usable else ""
     return g.login_email

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
-from common.errors import Forbidden, NotFound, Unauthorized, UnsupportedMediaType
+from common.errors import Forbidden, NotFound, Unauthorized
 from common.protocol import parse_arguments, read_json_object
 from core_app.access import current_user
-from core_app.limits import sign_in_slots
+from core_app.limits import login_fields, sign_in_slots
 from core_app.schemas import Login, Register
 from core_app.services import services
 
@@ -24,19 +24,9 @@ def register() -> tuple[Response, int]:
     return jsonify({"user": created["user"]}), 201
 
 
-def _login_fields() -> dict:
-    # OAuth2-style form logins send `username`; JSON clients send `email`.
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return {"email": request.form.get("username") or request.form.get("email"),
-                "password": request.form.get("password")}
-    if request.mimetype == "application/json":
-        return read_json_object()
-    raise UnsupportedMediaType("log in with a JSON body or an HTML form")
-
-
 @bp.post("/login")
 def login() -> Response:
-    body = parse_arguments(Login, _login_fields())
+    body = parse_arguments(Login, login_fields())
     with sign_in_slots().hold():
         user = services().memory.call_tool("authenticate_user", body.model_dump())["user"]
     settings = services().settings
