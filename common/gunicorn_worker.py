@@ -67,23 +67,33 @@ class JsonErrorGeventWorker(GeventWorker):
         finally:
             expired, req.body = req.body.expired, body  # gunicorn drains the rest through the original
         if expired:
+            finish_answered(sock)
             raise StopIteration()
         return bool(served)
 
 
 def refuse_connection(client: Any, cap: int) -> None:
-    """Answer 429 and close. The client may already have sent its request: read it (briefly) after the
-    answer, because closing with unread bytes makes the kernel reset the connection and lose the answer."""
+    """Answer 429 and close; the client may already have sent its request (see `finish_answered`)."""
     try:
         client.sendall(too_many_connections_response(cap))
+        finish_answered(client)
+    except OSError:
+        pass
+    finally:
+        util.close(client)
+
+
+def finish_answered(client: Any) -> None:
+    """After the last answer on a connection whose client may still be sending: end our side, and read
+    (for at most half a second) what the client still sends, because closing with unread bytes makes the
+    kernel reset the connection, and the client loses the answer it has not read yet."""
+    try:
         client.shutdown(socket.SHUT_WR)
         with gevent.Timeout(0.5, False):
             while client.recv(65536):
                 pass
     except OSError:
         pass
-    finally:
-        util.close(client)
 
 # Query parameters that carry credentials: the stream's `?access_token=` and `?ticket=`, and the names
 # other clients commonly use for the same thing.
