@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from core_app.generators import BuiltinGenerator, OpenAIGenerator, Prompt, ProviderError
-from tests.system.fake_llm import FakeLLM
+from tests.system.support.fake_llm import FakeLLM
 
 CONTEXT = [{"id": "m1", "content": "I planted tomatoes and basil in the garden last spring"},
            {"id": "m2", "content": "My favourite tea is a smoky lapsang souchong"}]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.system.harness import ServiceProcess
+from tests.system.support.harness import ServiceProcess
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from common.client import ServiceClient
 from common.retry import RetryPolicy
 from common.transport import ClientSettings
-from tests.system.harness import ServiceProcess
+from tests.system.support.harness import ServiceProcess
 
 MEMORY_APP = "memory_service.app:create_app()"
 COGNITION_APP = "cognition_service.app:create_app()"

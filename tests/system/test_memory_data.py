@@ -12,8 +12,8 @@ from contextlib import closing
 import pytest
 
 from common.client import ServiceClient
-from tests.system.harness import wait_until
-from tests.system.stack import Api, start_stack
+from tests.system.support.harness import wait_until
+from tests.system.support.stack import Api, start_stack
 
 PAGE_BYTES = 512 * 1024
 MEMORY_METADATA_BYTES = 8 * 1024  # below the Core's own early check (16 KiB), so Memory's 413 is seen

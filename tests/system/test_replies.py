@@ -13,10 +13,10 @@ import uuid
 import pytest
 import requests
 
-from tests.system.fake_llm import FakeLLM
-from tests.system.harness import REPO, ServiceProcess, free_port, wait_until
-from tests.system.sse_reader import StreamReader
-from tests.system.stack import Api, start_stack
+from tests.system.support.fake_llm import FakeLLM
+from tests.system.support.harness import REPO, ServiceProcess, free_port, wait_until
+from tests.system.support.sse_reader import StreamReader
+from tests.system.support.stack import Api, start_stack
 
 REPLY_CONCURRENCY, REPLY_QUEUE, REPLIES_PER_USER = 3, 3, 4
 FLOODERS, FLOOD_EACH = 12, 5  # 60 POSTs from one user, 12 at a time

@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from tests.system.harness import REPO, ServiceProcess, die_with_parent, free_port, wait_until
-from tests.system.sse_reader import StreamReader
+from tests.system.support.harness import REPO, ServiceProcess, die_with_parent, free_port, wait_until
+from tests.system.support.sse_reader import StreamReader
 
 
 def launch(argv: list[str], env: dict[str, str], log_path) -> subprocess.Popen:

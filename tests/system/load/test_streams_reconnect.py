@@ -15,11 +15,11 @@ import pytest
 import requests
 
 from core_app.events import EventId
-from tests.system.harness import ServiceProcess, wait_until
-from tests.system.load_fds import Probe, within
-from tests.system.load_raw_stream import RawStream
-from tests.system.load_sse import StreamRecorder, frames, latency_figures, open_stream, percentile, report
-from tests.system.stack import Api, start_stack
+from tests.system.support.harness import ServiceProcess, wait_until
+from tests.system.support.leak_probe import Probe, within
+from tests.system.support.raw_stream import RawStream
+from tests.system.support.sse_frames import StreamRecorder, frames, latency_figures, open_stream, percentile, report
+from tests.system.support.stack import Api, start_stack
 
 CLIENTS = 50
 MESSAGES = 30

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import requests
 
-from tests.system.harness import ServiceProcess
-from tests.system.stack import Stack
+from tests.system.support.harness import ServiceProcess
+from tests.system.support.stack import Stack
 
 
 def health(stack: Stack) -> dict:

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.system.hostile_security import Answer, Probe
+from tests.system.hostile.security_probe import Answer, Probe
 
 if TYPE_CHECKING:
-    from tests.system.test_security import World
+    from tests.system.hostile.test_security import World
 
 HIDDEN = "hidden"  # Core: 404 not_found, exactly like a missing object
 REFUSED = "refused"  # Memory/Cognition: 403 forbidden (or 404)

@@ -1,7 +1,7 @@
 """The hostile-input table: one raw request per row against Memory, Cognition or the Core App.
 
 Targets and bodies are bytes sent as they are. `@USER@`, `@CONV@`, `@CONV2@`, `@WS@`, `@MSG@` and `@EMAIL@`
-are replaced with the seeded user's ids (see `test_hostile_input.seed`) just before sending. A row expects a
+are replaced with the seeded user's ids (see `test_input.seed`) just before sending. A row expects a
 refusal (a 4xx in the error shape, with `status`/`code` when given), or `status=200` for the FTS rows
 that docs/DECISIONS.md says are searched as plain words. `bug` marks a row that currently fails: it
 stays in the table as `xfail(strict=True, raises=<the failure class>)`.

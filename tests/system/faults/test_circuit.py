@@ -17,11 +17,11 @@ from common.client import ServiceClient
 from common.errors import ServiceError
 from common.retry import RetryPolicy
 from common.transport import ClientSettings
-from tests.system.faults_figures import latency_figures, report
-from tests.system.faults_stack import HealthWatch, dependency, frozen, health, untouched
-from tests.system.harness import wait_until
-from tests.system.sse_reader import StreamReader
-from tests.system.stack import Api, start_stack
+from tests.system.faults.stack_probe import HealthWatch, dependency, frozen, health, untouched
+from tests.system.support.figures import latency_figures, report
+from tests.system.support.harness import wait_until
+from tests.system.support.sse_reader import StreamReader
+from tests.system.support.stack import Api, start_stack
 
 # start_stack's breaker and monitor settings, with a read timeout and reset timeout chosen so that a
 # trial call (two attempts of READ_TIMEOUT) ends before the reset timeout: a sequential caller of a

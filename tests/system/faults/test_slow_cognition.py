@@ -14,11 +14,11 @@ import uuid
 import pytest
 import requests
 
-from tests.system.harness import ServiceProcess, wait_until
-from tests.system.load_fds import Probe, within
-from tests.system.load_slow_cognition import SlowCognition
-from tests.system.load_sse import StreamRecorder, latency_figures, report
-from tests.system.stack import JWT_SECRET, Api
+from tests.system.faults.slow_cognition import SlowCognition
+from tests.system.support.harness import ServiceProcess, wait_until
+from tests.system.support.leak_probe import Probe, within
+from tests.system.support.sse_frames import StreamRecorder, latency_figures, report
+from tests.system.support.stack import JWT_SECRET, Api
 
 READ_TIMEOUT = 2.0
 RETRIES = 1

@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 import requests
 
-from tests.system.hostile_http import assert_error_shape, assert_no_leak
+from tests.system.hostile.raw_http import assert_error_shape, assert_no_leak
 
 # Routes anyone may call without a user token; every other route of the Core App needs one.
 PUBLIC_ROUTES = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/login"), ("GET", "/health"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import requests
 
-from tests.system.harness import ServiceProcess, free_port
+from tests.system.support.harness import ServiceProcess, free_port
 
 JWT_SECRET = "system-test-secret-0123456789-abcdefghij"
 # Every test signs its users up from 127.0.0.1: sign-in limits far above what any test sends.

@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 
-from tests.system.harness import REPO
+from tests.system.support.harness import REPO
 
 
 def run_check(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "tests.system.gevent_checks", *args], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "tests.system.load.gevent_checks", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 
-from tests.system.harness import REPO, ServiceProcess, free_port, wait_until
+from tests.system.support.harness import REPO, ServiceProcess, free_port, wait_until
 
 STRONG = "Zq3-vT9pL0xW8mNc4RbY7sKd2Hf6Ju1A"
 JWT = "system-test-secret-0123456789-abcdefghij"

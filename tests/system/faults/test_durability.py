@@ -15,13 +15,13 @@ import requests
 from common.client import ServiceClient
 from common.retry import RetryPolicy
 from common.transport import ClientSettings
-from tests.system.faults_figures import report
-from tests.system.faults_load import Outcome, send_paced
-from tests.system.faults_proxy import FaultProxy
-from tests.system.faults_stack import is_error_shape
-from tests.system.harness import wait_until
-from tests.system.sse_reader import StreamReader
-from tests.system.stack import Api, start_stack
+from tests.system.faults.fault_proxy import FaultProxy
+from tests.system.faults.paced_sender import Outcome, send_paced
+from tests.system.faults.stack_probe import is_error_shape
+from tests.system.support.figures import report
+from tests.system.support.harness import wait_until
+from tests.system.support.sse_reader import StreamReader
+from tests.system.support.stack import Api, start_stack
 
 SERVICE_TOKEN = "stack-token-0001"  # what start_stack gives every service
 SENDERS, PER_SENDER = 10, 30

@@ -1,7 +1,7 @@
 """Hostile input against real Memory, Cognition and Core processes: every bad request is a 4xx in the one
 error shape (never a 500, a stack trace or an internal URL), and the services are alive afterwards.
 
-The table is `tests/system/hostile_rows.py`; requests go out over raw sockets so that `..` segments,
+The table is `input_rows.py` next to this file; requests go out over raw sockets so that `..` segments,
 invalid UTF-8, oversized headers, chunked bodies and lying Content-Lengths reach the servers unchanged.
 """
 
@@ -14,7 +14,8 @@ from collections import Counter
 import pytest
 import requests
 
-from tests.system.hostile_http import (
+from tests.system.hostile.input_rows import ROWS, SEED_CONTENT, Row
+from tests.system.hostile.raw_http import (
     Reply,
     ServerError,
     build_request,
@@ -22,8 +23,7 @@ from tests.system.hostile_http import (
     chunked,
     send_raw,
 )
-from tests.system.hostile_rows import ROWS, SEED_CONTENT, Row
-from tests.system.stack import Api, Stack, start_stack
+from tests.system.support.stack import Api, Stack, start_stack
 
 RESULTS: dict[str, int] = {}
 

@@ -17,8 +17,8 @@ import pytest
 import requests
 import trustme
 
-from tests.system.harness import ServiceProcess, free_port, wait_until
-from tests.system.stack import GENEROUS_AUTH_LIMITS, JWT_SECRET
+from tests.system.support.harness import ServiceProcess, free_port, wait_until
+from tests.system.support.stack import GENEROUS_AUTH_LIMITS, JWT_SECRET
 
 TOKEN = "checks-token-0001"
 FAST = {"SERVICE_TOKEN": TOKEN, "HEALTH_INTERVAL_SECONDS": "0.5", "BREAKER_RESET_SECONDS": "1",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
-from tests.system.load_sse import Frame, parse_frame
+from tests.system.support.sse_frames import Frame, parse_frame
 
 
 class RawStream:

@@ -13,8 +13,8 @@ from contextlib import ExitStack, closing
 
 import pytest
 
-from tests.system.harness import ServiceProcess
-from tests.system.stack import JWT_SECRET
+from tests.system.support.harness import ServiceProcess
+from tests.system.support.stack import JWT_SECRET
 
 BODY_SECONDS = 1.0
 POOL = 30  # WORKER_CONNECTIONS: the greenlet slots of the single worker

@@ -1,4 +1,4 @@
-"""Measurements that need a gevent-patched process; run by test_gevent.py as a subprocess.
+"""Measurements that need a gevent-patched process; run by `test_gevent.py` as a subprocess.
 
 `breaker`: 20 simultaneous 100 ms calls through one client, with our breaker and with pybreaker's.
 `sqlite`: how long the hub stalls while a slow SQLite query runs through `Database.read`.

@@ -17,7 +17,7 @@ import jwt
 import pytest
 import requests
 
-from tests.system.hostile_security import (
+from tests.system.hostile.security_probe import (
     PUBLIC_ROUTES,
     Probe,
     authenticated_attempts,
@@ -25,8 +25,8 @@ from tests.system.hostile_security import (
     fill_resource,
     forged_tokens,
 )
-from tests.system.hostile_security_tables import core_cross_user_rows, service_cross_user_rows, tool_arguments
-from tests.system.stack import JWT_SECRET, Api, Stack, start_stack
+from tests.system.hostile.security_tables import core_cross_user_rows, service_cross_user_rows, tool_arguments
+from tests.system.support.stack import JWT_SECRET, Api, Stack, start_stack
 
 OWNER_SECRET, PRIVATE_SECRET = "zanzibar-owl-7731", "kestrel-nest-4242"
 SECRETS = (OWNER_SECRET, PRIVATE_SECRET)

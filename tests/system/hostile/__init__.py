@@ -1,0 +1,2 @@
+"""Hostile callers: malformed and oversized input, other users' objects, forged tokens, abused streams and
+careless deployments."""
