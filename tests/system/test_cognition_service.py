@@ -13,7 +13,7 @@ from common.client import ServiceClient
 from common.errors import Forbidden, InvalidArguments
 from common.retry import RetryPolicy
 from common.transport import ClientSettings
-from tests.system.support.harness import wait_until
+from tests.system.support.polling import wait_until
 
 MEMORY_APP = "memory_service.app:create_app()"
 COGNITION_APP = "cognition_service.app:create_app()"

@@ -12,10 +12,12 @@ import pytest
 import requests
 
 from core_app.events import EventId
+from tests.system.support.api import Api
 from tests.system.support.fake_llm import FakeLLM
-from tests.system.support.harness import ServiceProcess, wait_until
+from tests.system.support.harness import ServiceProcess
+from tests.system.support.polling import wait_until
 from tests.system.support.sse_reader import StreamReader
-from tests.system.support.stack import JWT_SECRET, Api, start_stack
+from tests.system.support.stack import JWT_SECRET, start_stack
 
 REPLY_EVENTS = ["message", "response.started", "response.delta", "response.completed"]
 

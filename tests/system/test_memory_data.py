@@ -12,8 +12,9 @@ from contextlib import closing
 import pytest
 
 from common.client import ServiceClient
-from tests.system.support.harness import wait_until
-from tests.system.support.stack import Api, start_stack
+from tests.system.support.api import Api
+from tests.system.support.polling import wait_until
+from tests.system.support.stack import SERVICE_TOKEN, start_stack
 
 PAGE_BYTES = 512 * 1024
 MEMORY_METADATA_BYTES = 8 * 1024  # below the Core's own early check (16 KiB), so Memory's 413 is seen
@@ -71,7 +72,7 @@ def test_search_and_context_do_not_change_when_another_user_adds_matching_messag
     # Another user fills their own conversations with the same words, straight into Memory.
     bob = new_user(stack)
     bob_conv = bob.conversation()
-    memory = ServiceClient("memory", stack.memory.url, token="stack-token-0001")
+    memory = ServiceClient("memory", stack.memory.url, token=SERVICE_TOKEN)
     for n in range(80):
         memory.call_tool("store_input", {"user_id": bob.user["id"], "input_data": {
             "conversation_id": bob_conv, "content": "harbour " * (n % 5 + 1) + "lantern dawn" * (n % 2)}})

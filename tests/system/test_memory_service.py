@@ -11,7 +11,7 @@ from common.client import ServiceClient
 from common.errors import ServiceUnavailable, Unauthorized
 from common.retry import RetryPolicy
 from common.transport import ClientSettings
-from tests.system.support.harness import wait_until
+from tests.system.support.polling import wait_until
 
 APP = "memory_service.app:create_app()"
 

@@ -5,7 +5,6 @@ its key at start, and the offline reply remembers what was just said."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import uuid
@@ -13,10 +12,12 @@ import uuid
 import pytest
 import requests
 
+from tests.system.support.api import Api
 from tests.system.support.fake_llm import FakeLLM
-from tests.system.support.harness import REPO, ServiceProcess, free_port, wait_until
+from tests.system.support.harness import ServiceProcess, free_port, run
+from tests.system.support.polling import wait_until
 from tests.system.support.sse_reader import StreamReader
-from tests.system.support.stack import Api, start_stack
+from tests.system.support.stack import start_stack
 
 REPLY_CONCURRENCY, REPLY_QUEUE, REPLIES_PER_USER = 3, 3, 4
 FLOODERS, FLOOD_EACH = 12, 5  # 60 POSTs from one user, 12 at a time
@@ -123,9 +124,9 @@ def test_one_users_flood_is_refused_with_429_while_another_users_message_is_answ
 
 
 def test_openai_without_a_key_refuses_to_start_with_one_line_naming_it():
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LLM_")}
-    done = subprocess.run([sys.executable, "-m", "core_app"], cwd=REPO, capture_output=True, text=True, timeout=30,
-                          env={**env, "LLM_PROVIDER": "openai", "PORT": str(free_port()), "JWT_SECRET": "x" * 32})
+    done = run([sys.executable, "-m", "core_app"], {"LLM_PROVIDER": "openai", "PORT": str(free_port()),
+                                                    "JWT_SECRET": "x" * 32},
+               unset=[key for key in os.environ if key.startswith("LLM_")], timeout=30)
 
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode != 0
@@ -137,10 +138,9 @@ def test_the_readmes_chat_example_recalls_what_was_said(stack, tmp_path):
     env = {key: value for key, value in stack.core.env.items() if not key.startswith("LLM_")}
     core = ServiceProcess("core_app.app:create_app()", env, tmp_path / "core-builtin.log").start()
     try:
-        done = subprocess.run(
+        done = run(
             [sys.executable, "scripts/chat.py", "--url", core.url, "--email", f"ada-{uuid.uuid4().hex[:8]}@example.com",
-             "--password", PASSWORD, "--register", "-m", "Hello", "-m", "What did I say?"],
-            cwd=REPO, capture_output=True, text=True, timeout=60)
+             "--password", PASSWORD, "--register", "-m", "Hello", "-m", "What did I say?"])
     finally:
         core.stop()
 

@@ -21,16 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from tests.system.support.harness import REPO, ServiceProcess, die_with_parent, free_port, wait_until
+from tests.system.support.harness import REPO, Process, ServiceProcess, free_port, popen, run
+from tests.system.support.polling import wait_until
 from tests.system.support.sse_reader import StreamReader
-
-
-def launch(argv: list[str], env: dict[str, str], log_path) -> subprocess.Popen:
-    log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it
-    proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **env}, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
-    log.close()
-    return proc
 
 
 def healthy(url: str) -> bool:
@@ -38,24 +31,6 @@ def healthy(url: str) -> bool:
         return requests.get(f"{url}/health", timeout=1).json().get("status") == "healthy"
     except (requests.RequestException, ValueError):
         return False
-
-
-def group_alive(proc: subprocess.Popen) -> bool:
-    """Whether any process of the child's session (gunicorn masters and workers) is still running."""
-    listing = subprocess.run(["ps", "-eo", "sid="], capture_output=True, text=True).stdout.split()
-    return str(proc.pid) in listing
-
-
-def terminate(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> float:
-    started = time.monotonic()
-    os.kill(proc.pid, sig)
-    try:
-        proc.wait(timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    wait_until(lambda: not group_alive(proc), 5, message="every child process to exit")
-    return time.monotonic() - started
 
 
 def chat_argv(url: str) -> list[str]:
@@ -67,7 +42,7 @@ def chat(url: str, *messages: str) -> subprocess.CompletedProcess:
     argv = chat_argv(url)
     for message in messages:
         argv += ["-m", message]
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    return run(argv)
 
 
 def assert_conversation_works(url: str) -> None:
@@ -91,8 +66,8 @@ def test_honcho_start_runs_the_stack_and_stops_within_five_seconds(tmp_path):
     web = free_port()
     # honcho lets a .env file's PORT beat `-p`, so the base port goes in an env file of the test's own.
     (tmp_path / "test.env").write_text(f"PORT={web}\n")
-    honcho = launch([sys.executable, "-m", "honcho", "-e", str(tmp_path / "test.env"), "start"], env,
-                    tmp_path / "honcho.log")
+    honcho = Process([sys.executable, "-m", "honcho", "-e", str(tmp_path / "test.env"), "start"], env,
+                     tmp_path / "honcho.log").start()
     url = f"http://127.0.0.1:{web}"
     try:
         wait_until(lambda: healthy(url), 30, interval=0.2, message="honcho's stack to be healthy")
@@ -110,7 +85,7 @@ def test_honcho_start_runs_the_stack_and_stops_within_five_seconds(tmp_path):
         reader = StreamReader(f"{url}/v1/conversation/{conv['id']}/messages/stream", token=login["access_token"])
         reader.wait_for("connected")
     finally:
-        elapsed = terminate(honcho, signal.SIGINT)
+        elapsed = honcho.shut_down(signal.SIGINT)
     assert elapsed < 5.0, elapsed
     # A clean end of stream (the chunked terminator), not a cut connection.
     assert reader.ended.wait(5) and reader.error is None, reader.error
@@ -118,7 +93,7 @@ def test_honcho_start_runs_the_stack_and_stops_within_five_seconds(tmp_path):
 
 def test_run_distributed_starts_waits_and_stops(tmp_path):
     env = {**distributed_env(tmp_path), "PORT": str(free_port())}
-    runner = launch([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log")
+    runner = Process([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log").start()
     url = f"http://127.0.0.1:{env['PORT']}"
     try:
         wait_until(lambda: "Cortex Core is up" in (tmp_path / "run.log").read_text(), 45, interval=0.2,
@@ -128,17 +103,17 @@ def test_run_distributed_starts_waits_and_stops(tmp_path):
         assert_conversation_works(url)
         assert "memory    | " in (tmp_path / "run.log").read_text()
     finally:
-        terminate(runner, signal.SIGINT)
+        runner.shut_down(signal.SIGINT)
     assert runner.returncode == 0
 
 
 def test_run_distributed_names_the_process_that_fails(tmp_path):
     env = {**distributed_env(tmp_path), "PORT": str(free_port()), "DATABASE_URL": "postgres://nowhere/db"}
-    runner = launch([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log")
+    runner = Process([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log").start()
     assert runner.wait(30) == 1
     log = (tmp_path / "run.log").read_text()
     assert "memory failed to start" in log and "DATABASE_URL" in log
-    wait_until(lambda: not group_alive(runner), 5, message="nothing left behind")
+    wait_until(lambda: not runner.session_alive(), 5, message="nothing left behind")
 
 
 @contextmanager
@@ -170,17 +145,17 @@ def test_run_distributed_refuses_a_port_another_program_holds(tmp_path):
     """It used to wait for /health, get this other program's 200, say "Cortex Core is up" and die 5 s later."""
     with impostor({"status": "healthy", "service": "core"}) as port:
         env = {**distributed_env(tmp_path), "PORT": str(port)}
-        runner = launch([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log")
+        runner = Process([sys.executable, "scripts/run_distributed.py"], env, tmp_path / "run.log").start()
         try:
             assert runner.wait(30) == 1
         finally:
-            if runner.poll() is None:
-                terminate(runner)
+            if runner.running():
+                runner.shut_down()
     log = (tmp_path / "run.log").read_text()
     assert "Cortex Core is up" not in log
     problems = [line for line in log.splitlines() if line.startswith("run_distributed:")]
     assert len(problems) == 1 and f"PORT {port} is already in use" in problems[0], log
-    wait_until(lambda: not group_alive(runner), 5, message="nothing left behind")
+    wait_until(lambda: not runner.session_alive(), 5, message="nothing left behind")
 
 
 def load_run_distributed():
@@ -222,7 +197,7 @@ def test_single_process_core_runs_everything(tmp_path):
     port = free_port()
     env = {"PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path}/one.db", "CORTEX_DISTRIBUTED_MODE": "",
            "JWT_SECRET": "single-process-secret-0123456789abcd"}
-    core = launch([sys.executable, "-m", "core_app"], env, tmp_path / "core.log")
+    core = Process([sys.executable, "-m", "core_app"], env, tmp_path / "core.log").start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: healthy(url), 30, interval=0.2, message="the single process to be healthy")
@@ -237,23 +212,23 @@ def test_single_process_core_runs_everything(tmp_path):
         assert "Retrying" not in (tmp_path / "core.log").read_text()
         assert_conversation_works(url)
     finally:
-        terminate(core)
+        core.shut_down()
 
 
 def test_manual_launch_of_each_service(tmp_path):
     env = distributed_env(tmp_path)
     core_port = free_port()
-    procs = [launch([sys.executable, "-m", "memory_service"], env, tmp_path / "memory.log"),
-             launch([sys.executable, "-m", "cognition_service"], env, tmp_path / "cognition.log"),
-             launch([sys.executable, "-m", "core_app"], {**env, "CORTEX_DISTRIBUTED_MODE": "true",
-                                                         "PORT": str(core_port)}, tmp_path / "core.log")]
+    procs = [Process([sys.executable, "-m", "memory_service"], env, tmp_path / "memory.log").start(),
+             Process([sys.executable, "-m", "cognition_service"], env, tmp_path / "cognition.log").start(),
+             Process([sys.executable, "-m", "core_app"], {**env, "CORTEX_DISTRIBUTED_MODE": "true",
+                                                           "PORT": str(core_port)}, tmp_path / "core.log").start()]
     url = f"http://127.0.0.1:{core_port}"
     try:
         wait_until(lambda: healthy(url), 30, interval=0.2, message="the manually launched stack")
         assert_conversation_works(url)
     finally:
         for proc in procs:
-            terminate(proc)
+            proc.shut_down()
 
 
 PORT_VARIABLES = {"core_app": "PORT", "memory_service": "MEMORY_SERVICE_PORT",
@@ -264,8 +239,7 @@ def run_until_exit(module: str, env: dict[str, str], tmp_path) -> subprocess.Com
     """`python -m module` on free ports and a database of the test's own, with `env` on top."""
     base = {variable: str(free_port()) for variable in PORT_VARIABLES.values()}
     base["DATABASE_URL"] = f"sqlite:///{tmp_path}/run.db"
-    return subprocess.run([sys.executable, "-m", module], cwd=REPO, env={**os.environ, **base, **env},
-                          capture_output=True, text=True, timeout=30)
+    return run([sys.executable, "-m", module], {**base, **env}, timeout=30)
 
 
 def assert_one_line_naming(done: subprocess.CompletedProcess, variable: str) -> None:
@@ -328,16 +302,14 @@ def one_process(tmp_path_factory):
 def test_chat_says_in_one_line_that_nothing_answers():
     """It used to print requests' raw HTTPConnectionPool(...) error."""
     url = f"http://127.0.0.1:{free_port()}"
-    done = subprocess.run(chat_argv(url), cwd=REPO, capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL)
+    done = run(chat_argv(url), timeout=30, stdin=subprocess.DEVNULL)
     assert done.returncode == 1
     assert done.stderr.splitlines() == [f"chat: cannot reach Cortex Core at {url} (Connection refused): is it running? "
                                         "Start it with `python -m core_app`, or pass --url"], done.stderr
 
 
 def test_chat_sends_piped_lines_and_shows_each_once(one_process):
-    done = subprocess.run(chat_argv(one_process), cwd=REPO, input="I keep bees in Ghent\n\nWhere do I keep bees?\n",
-                          capture_output=True, text=True, timeout=60)
+    done = run(chat_argv(one_process), input="I keep bees in Ghent\n\nWhere do I keep bees?\n")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert [line.partition(": ")[0] for line in lines] == ["you", "assistant", "you", "assistant"], done.stdout
@@ -373,8 +345,7 @@ class Terminal:
 def test_chat_prompts_at_a_terminal_and_shows_each_line_once(one_process):
     """It used to wait at a terminal with no prompt, then print each typed line a second time."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(chat_argv(one_process), cwd=REPO, stdin=slave, stdout=slave, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, preexec_fn=die_with_parent)
+    proc = popen(chat_argv(one_process), stdin=slave, stdout=slave, stderr=subprocess.PIPE, text=True)
     os.close(slave)
     terminal = Terminal(master)
     try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import requests
 
-from tests.system.support.stack import Api
+from tests.system.support.api import Api
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -69,15 +68,14 @@ def untouched(stack: Stack) -> dict:
     """What shows a restart: the Core worker's pid (Core needs DEBUG_STATS=true), and each process's
     pid and worker boots."""
     return {"core_worker_pid": requests.get(f"{stack.core.url}/debug/stats", timeout=5).json()["pid"],
-            **{proc.app.split(".")[0]: (proc.proc.pid, boots(proc)) for proc in stack.all()}}
+            **{proc.app.split(".")[0]: (proc.pid, boots(proc)) for proc in stack.all()}}
 
 
 @contextmanager
 def frozen(proc: ServiceProcess) -> Iterator[None]:
     """SIGSTOP the service: its port still accepts connections, but nothing is answered until SIGCONT."""
-    assert proc.proc is not None
-    os.killpg(proc.proc.pid, signal.SIGSTOP)
+    proc.signal_group(signal.SIGSTOP)
     try:
         yield
     finally:
-        os.killpg(proc.proc.pid, signal.SIGCONT)
+        proc.signal_group(signal.SIGCONT)

@@ -18,10 +18,11 @@ from common.errors import ServiceError
 from common.retry import RetryPolicy
 from common.transport import ClientSettings
 from tests.system.faults.stack_probe import HealthWatch, dependency, frozen, health, untouched
+from tests.system.support.api import Api
 from tests.system.support.figures import latency_figures, report
-from tests.system.support.harness import wait_until
+from tests.system.support.polling import wait_until
 from tests.system.support.sse_reader import StreamReader
-from tests.system.support.stack import Api, start_stack
+from tests.system.support.stack import SERVICE_TOKEN, start_stack
 
 # start_stack's breaker and monitor settings, with a read timeout and reset timeout chosen so that a
 # trial call (two attempts of READ_TIMEOUT) ends before the reset timeout: a sequential caller of a
@@ -34,7 +35,6 @@ FAIL_FAST_CALLS = 200
 # The circuit closes within the reset timeout + one health interval of the service being back; the
 # rest is room for polling and for a 2-core machine shared with other test runs.
 RECOVERY_BOUND = RESET + INTERVAL + 2.0
-SERVICE_TOKEN = "stack-token-0001"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ import pytest
 import requests
 import trustme
 
-from tests.system.support.harness import ServiceProcess, free_port, wait_until
+from tests.system.support.harness import ServiceProcess, free_port
+from tests.system.support.polling import wait_until
 from tests.system.support.stack import GENEROUS_AUTH_LIMITS, JWT_SECRET
 
 TOKEN = "checks-token-0001"

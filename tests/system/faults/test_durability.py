@@ -18,12 +18,12 @@ from common.transport import ClientSettings
 from tests.system.faults.fault_proxy import FaultProxy
 from tests.system.faults.paced_sender import Outcome, send_paced
 from tests.system.faults.stack_probe import is_error_shape
+from tests.system.support.api import Api
 from tests.system.support.figures import report
-from tests.system.support.harness import wait_until
+from tests.system.support.polling import wait_until
 from tests.system.support.sse_reader import StreamReader
-from tests.system.support.stack import Api, start_stack
+from tests.system.support.stack import SERVICE_TOKEN, start_stack
 
-SERVICE_TOKEN = "stack-token-0001"  # what start_stack gives every service
 SENDERS, PER_SENDER = 10, 30
 KILL_AFTER = 100  # answers received before Memory is killed
 DOWN_FOR = 1.0  # seconds Memory stays dead before it is started again

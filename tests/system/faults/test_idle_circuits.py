@@ -22,7 +22,8 @@ from common.errors import NotFound, ServiceError
 from common.health import DependencyMonitor
 from common.retry import RetryPolicy
 from common.transport import ClientSettings
-from tests.system.support.harness import ServiceProcess, free_port, wait_until
+from tests.system.support.harness import ServiceProcess, free_port
+from tests.system.support.polling import wait_until
 from tests.system.support.stack import JWT_SECRET
 
 KEEPALIVE = 1

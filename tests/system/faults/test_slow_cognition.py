@@ -15,10 +15,13 @@ import pytest
 import requests
 
 from tests.system.faults.slow_cognition import SlowCognition
-from tests.system.support.harness import ServiceProcess, wait_until
+from tests.system.support.api import Api
+from tests.system.support.figures import latency_figures, report
+from tests.system.support.harness import ServiceProcess
 from tests.system.support.leak_probe import Probe, within
-from tests.system.support.sse_frames import StreamRecorder, latency_figures, report
-from tests.system.support.stack import JWT_SECRET, Api
+from tests.system.support.polling import wait_until
+from tests.system.support.sse_frames import StreamRecorder
+from tests.system.support.stack import JWT_SECRET
 
 READ_TIMEOUT = 2.0
 RETRIES = 1

@@ -5,14 +5,13 @@ page) is refused on every route."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
 import requests
 
-from tests.system.support.harness import REPO, ServiceProcess, free_port, wait_until
+from tests.system.support.harness import Process, ServiceProcess, free_port, run
+from tests.system.support.polling import wait_until
 
 STRONG = "Zq3-vT9pL0xW8mNc4RbY7sKd2Hf6Ju1A"
 JWT = "system-test-secret-0123456789-abcdefghij"
@@ -34,9 +33,8 @@ JWT = "system-test-secret-0123456789-abcdefghij"
 def test_an_unguarded_or_weakly_guarded_deployment_does_not_start(tmp_path, module, env, variable):
     ports = {"PORT": str(free_port()), "MEMORY_SERVICE_PORT": str(free_port()),
              "COGNITION_SERVICE_PORT": str(free_port()), "DATABASE_URL": f"sqlite:///{tmp_path}/m.db"}
-    base = {k: v for k, v in os.environ.items() if k not in ("SERVICE_TOKEN", "JWT_SECRET", "HOST", "CORTEX_ENV")}
-    done = subprocess.run([sys.executable, "-m", module], cwd=REPO, env={**base, **ports, **env},
-                          capture_output=True, text=True, timeout=20)
+    done = run([sys.executable, "-m", module], {**ports, **env},
+               unset=("SERVICE_TOKEN", "JWT_SECRET", "HOST", "CORTEX_ENV"), timeout=20)
     assert done.returncode == 3
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and variable in lines[0] and "Traceback" not in done.stderr, done.stderr
@@ -57,15 +55,13 @@ def test_the_single_process_image_starts_on_all_interfaces_without_a_service_tok
     # The Dockerfile's default: HOST=0.0.0.0 and `python -m core_app`. The embedded Memory and Cognition have
     # no port of their own, so they need no SERVICE_TOKEN; only the Core listens, behind user tokens.
     port = free_port()
-    base = {k: v for k, v in os.environ.items() if k not in ("SERVICE_TOKEN", "JWT_SECRET", "CORTEX_ENV")}
-    log = open(tmp_path / "core.log", "wb")  # noqa: SIM115 - the child writes to it
-    core = subprocess.Popen([sys.executable, "-m", "core_app"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={
-        **base, "HOST": "0.0.0.0", "PORT": str(port), "CORTEX_DISTRIBUTED_MODE": "false",
-        "DATABASE_URL": f"sqlite:///{tmp_path}/m.db", "HEALTH_INTERVAL_SECONDS": "0"})
-    log.close()
+    core = Process([sys.executable, "-m", "core_app"], {
+        "HOST": "0.0.0.0", "PORT": str(port), "CORTEX_DISTRIBUTED_MODE": "false",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/m.db", "HEALTH_INTERVAL_SECONDS": "0"}, tmp_path / "core.log",
+        unset=("SERVICE_TOKEN", "JWT_SECRET", "CORTEX_ENV")).start()
 
     def healthy() -> bool:
-        assert core.poll() is None, (tmp_path / "core.log").read_text()
+        assert core.running(), core.log_text()
         try:
             return requests.get(f"http://127.0.0.1:{port}/health", timeout=1).json()["status"] == "healthy"
         except (requests.RequestException, ValueError):
@@ -74,8 +70,7 @@ def test_the_single_process_image_starts_on_all_interfaces_without_a_service_tok
     try:
         wait_until(healthy, 20, interval=0.2, message="the single-process Core on 0.0.0.0 to be healthy")
     finally:
-        core.terminate()
-        core.wait(10)
+        core.stop()
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from tests.system.hostile.raw_http import (
     chunked,
     send_raw,
 )
-from tests.system.support.stack import Api, Stack, start_stack
+from tests.system.support.api import Api
+from tests.system.support.stack import Stack, start_stack
 
 RESULTS: dict[str, int] = {}
 

@@ -26,7 +26,8 @@ from tests.system.hostile.security_probe import (
     forged_tokens,
 )
 from tests.system.hostile.security_tables import core_cross_user_rows, service_cross_user_rows, tool_arguments
-from tests.system.support.stack import JWT_SECRET, Api, Stack, start_stack
+from tests.system.support.api import Api
+from tests.system.support.stack import JWT_SECRET, Stack, start_stack
 
 OWNER_SECRET, PRIVATE_SECRET = "zanzibar-owl-7731", "kestrel-nest-4242"
 SECRETS = (OWNER_SECRET, PRIVATE_SECRET)

@@ -13,10 +13,11 @@ import pytest
 import requests
 
 from core_app.events import EventId
-from tests.system.support.harness import wait_until
+from tests.system.support.api import Api
+from tests.system.support.polling import wait_until
 from tests.system.support.raw_stream import RawStream
 from tests.system.support.sse_reader import StreamReader
-from tests.system.support.stack import JWT_SECRET, Api, start_stack
+from tests.system.support.stack import JWT_SECRET, start_stack
 
 STREAMS_PER_USER = 3
 

@@ -14,7 +14,8 @@ import time
 import pytest
 import requests
 
-from tests.system.support.stack import Api, start_stack
+from tests.system.support.api import Api
+from tests.system.support.stack import start_stack
 
 MESSAGES = 100
 CHARS_PER_MESSAGE = 30_000  # Memory's largest message: 3 MB of text in all

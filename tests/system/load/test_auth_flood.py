@@ -23,8 +23,9 @@ from collections import Counter
 import pytest
 import requests
 
+from tests.system.support.api import Api
 from tests.system.support.harness import ServiceProcess
-from tests.system.support.stack import Api, start_stack
+from tests.system.support.stack import start_stack
 
 FLOOD_CONNECTIONS = 128
 FLOOD_SECONDS = 3.0

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
-from tests.system.support.harness import REPO
+from tests.system.support.harness import run
 
 
 def run_check(*args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "tests.system.load.gevent_checks", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    done = run([sys.executable, "-m", "tests.system.load.gevent_checks", *args])
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

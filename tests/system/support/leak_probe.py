@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tests.system.support.harness import wait_until
+from tests.system.support.polling import wait_until
 
 
 def _tcp_table() -> dict[str, tuple[int, int, str]]:

@@ -4,12 +4,10 @@ reader can notice a stop request on an idle stream, and they stamp every event w
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import requests
 
@@ -91,21 +89,3 @@ class StreamRecorder:
     def close(self) -> None:
         self.response.close()
         self._thread.join(5)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (p99 of 60 samples is the largest but one)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
-
-
-def latency_figures(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50_s": round(percentile(values, 50), 4), "p99_s": round(percentile(values, 99), 4),
-            "max_s": round(max(values), 4)}
-
-
-def report(tmp_path: Path, name: str, figures: dict) -> None:
-    """Print the figures (visible with -s or on failure) and keep them as JSON next to the logs."""
-    text = json.dumps(figures, indent=2, sort_keys=True)
-    print(f"\n{name}: {text}")
-    (tmp_path / f"{name}.json").write_text(text)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import requests
 import sseclient
 
-from tests.system.support.harness import wait_until
+from tests.system.support.polling import wait_until
 
 
 @dataclass(frozen=True)
