@@ -11,7 +11,7 @@ from common.client import ServiceClient
 from common.health import DependencyMonitor
 from core_app.config import CoreConfig
 from core_app.embedded import mount_embedded_services
-from core_app.events import EventLog, InProcessEventLog
+from core_app.events import EventLog, open_event_log
 from core_app.generators import BuiltinGenerator, Generator, OpenAIGenerator
 from core_app.replies import Replier
 from core_app.reply_pool import ReplyPool
@@ -47,10 +47,7 @@ def build_services(settings: CoreConfig) -> Services:
                               settings=settings.client)
     if not settings.distributed:
         mount_embedded_services(settings, memory, cognition)
-    events = InProcessEventLog(settings.event_retention, settings.subscriber_buffer,
-                               heartbeat=settings.heartbeat_seconds, buffer_bytes=settings.subscriber_buffer_bytes,
-                               conversation_bytes=settings.event_log_conversation_bytes,
-                               total_bytes=settings.event_log_bytes)
+    events = open_event_log(settings)
     monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
     replier = Replier(memory, cognition, events, build_generator(settings), ReplyPool(settings.reply_limits))
     tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds, settings.stream_ticket_seconds)
