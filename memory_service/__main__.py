@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 
 from common.config import UnusableSetting
 from common.serve import Listen, serve
 from memory_service.config import load_config
-from memory_service.db import Database
+from memory_service.store import StoreUnavailable, open_store
 
 
 def check_database(values: Mapping[str, str] | None = None) -> None:
@@ -17,10 +16,9 @@ def check_database(values: Mapping[str, str] | None = None) -> None:
     instead of a worker's traceback."""
     settings = load_config(values)
     try:
-        Database(settings.database_path, pool_size=1, synchronous=settings.sqlite_synchronous).close()
-    except (OSError, sqlite3.Error) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UnusableSetting("DATABASE_URL", f"{settings.database_path} cannot be opened: {reason}") from None
+        open_store(settings, pool_size=1).close()
+    except StoreUnavailable as exc:
+        raise UnusableSetting("DATABASE_URL", str(exc)) from None
 
 
 def prepare() -> Listen:

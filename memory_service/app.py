@@ -14,12 +14,10 @@ from common.mcp import mcp_blueprint
 from common.protocol import protocol_blueprint
 from common.webapp import base_app
 from memory_service.config import load_config
-from memory_service.db import Database
 from memory_service.hashing import PasswordHashing
-from memory_service.membership import InvitationLimits
 from memory_service.resources import build_resources
+from memory_service.store import open_store
 from memory_service.tools import build_tools
-from memory_service.users import normalize_stored_emails
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
@@ -30,20 +28,15 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         exit_on_config_error(error)
     app = base_app(__name__, service="memory", max_body_bytes=settings.max_body_bytes,
                    log_level=settings.log_level)
-    db = Database(settings.database_path, pool_size=settings.db_pool_size,
-                  synchronous=settings.sqlite_synchronous,
-                  idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-                  max_metadata_bytes=settings.max_metadata_bytes, max_page_bytes=settings.max_page_bytes)
+    store = open_store(settings)
     if not settings.in_process:  # reached only through the Core's own client, never by a browser
         install_host_check(app, settings.service_token, settings.allowed_hosts)
-    normalize_stored_emails(db)
     hashing = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
     app.extensions["cortex.settings"] = settings
-    app.extensions["cortex.db"] = db
-    limits = InvitationLimits(settings.max_conversation_participants, settings.max_pending_invitations)
-    tools, resources = build_tools(db, hashing, limits), build_resources(db)
+    app.extensions["cortex.store"] = store
+    tools, resources = build_tools(store, hashing), build_resources(store)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))
-    app.register_blueprint(health_blueprint("memory", self_check=db.ping))
+    app.register_blueprint(health_blueprint("memory", self_check=store.ping))
     return app

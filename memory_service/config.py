@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from common.auth import allowed_hosts_setting, service_token_setting
-from common.config import ConfigError, Env
+from common.config import Env
 from common.mcp_origins import parse_allowed_origins
 from common.models import DEFAULT_MAX_METADATA_BYTES
-from memory_service.idempotency import DEFAULT_TTL_SECONDS
+from memory_service.store import DatabaseLocation, parse_database_url
+from memory_service.store.idempotency import DEFAULT_TTL_SECONDS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "sqlite:///var/cortex-memory.db"
 
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    database_path: str
+    database: DatabaseLocation
     host: str
     port: int
     service_token: str | None
@@ -38,17 +37,6 @@ class MemoryConfig:
     password_hash_queue: int
 
 
-def sqlite_path(url: str) -> str:
-    """`sqlite:///relative/file.db` is relative to the repository, `sqlite:////abs/file.db` absolute."""
-    if not url.startswith("sqlite:///"):
-        raise ConfigError("DATABASE_URL", f"must be a sqlite:/// URL in this version, got {url!r}")
-    rest = url[len("sqlite:///"):]
-    if not rest or rest.endswith("/"):
-        raise ConfigError("DATABASE_URL", f"must name a database file, got {url!r}")
-    path = Path(rest)
-    return str(path if path.is_absolute() else REPO_ROOT / path)
-
-
 def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
     env = Env(values)
     host = env.str("HOST", "127.0.0.1") or "127.0.0.1"
@@ -56,7 +44,7 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
     # Set by the Core for the copy it runs inside itself, which has no port of its own.
     in_process = env.bool("CORTEX_IN_PROCESS", False)
     return MemoryConfig(
-        database_path=sqlite_path(env.str("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL),
+        database=parse_database_url(env.str("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL),
         host=host,
         port=env.int("MEMORY_SERVICE_PORT", 9000, minimum=1, maximum=65535),
         service_token=service_token_setting(env, host=host, environment=environment, in_process=in_process),

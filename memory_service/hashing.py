@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import gevent.threadpool
 
 from common.errors import TooManyRequests
-from memory_service.db import _captured, _patched, _unwrap
+from memory_service.blocking import captured, patched, unwrap
 
 T = TypeVar("T")
 
@@ -32,10 +32,10 @@ class PasswordHashing:
             raise TooManyRequests("too many password checks at once; try again shortly",
                                   {"reason": "busy"}, retry_after=1)
         try:
-            if not _patched():
+            if not patched():
                 return fn(*args)
             if self._pool is None:  # made on first use, on the worker's hub (after gunicorn patched it)
                 self._pool = gevent.threadpool.ThreadPool(self.threads)
-            return _unwrap(self._pool.apply(_captured, (fn, *args)))
+            return unwrap(self._pool.apply(captured, (fn, *args)))
         finally:
             self._admitted.release()

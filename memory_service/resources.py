@@ -9,8 +9,7 @@ from pydantic import Field
 
 from common.models import Arguments, Id
 from common.protocol import Resource
-from memory_service import messages
-from memory_service.db import Database
+from memory_service.store import Store
 
 
 class HistoryParams(Arguments):
@@ -31,17 +30,17 @@ class MessageParams(Arguments):
     user_id: Id
 
 
-def build_resources(db: Database) -> list[Resource]:
+def build_resources(store: Store) -> list[Resource]:
     def one_message(params: MessageParams) -> Iterable[dict]:
-        return [messages.get_message(db, params.user_id, params.message_id)["message"]]
+        return [store.get_message(params.user_id, params.message_id)["message"]]
 
     return [
         Resource("history/{user_id}", "The user's messages, newest first.", HistoryParams,
-                 lambda p, ctx: messages.iter_history(db, p.user_id)),
+                 lambda p, ctx: store.iter_history(p.user_id)),
         Resource("history/{user_id}/limit/{n}", "The user's newest n messages (1-10000), newest first.",
-                 HistoryLimitParams, lambda p, ctx: messages.iter_history(db, p.user_id, limit=p.n)),
+                 HistoryLimitParams, lambda p, ctx: store.iter_history(p.user_id, limit=p.n)),
         Resource("conversation/{conversation_id}", "A conversation's messages in order (?user_id=).",
-                 ConversationParams, lambda p, ctx: messages.iter_conversation(db, p.user_id, p.conversation_id)),
+                 ConversationParams, lambda p, ctx: store.iter_conversation(p.user_id, p.conversation_id)),
         Resource("message/{message_id}", "One message (?user_id=).", MessageParams,
                  lambda p, ctx: one_message(p)),
     ]

@@ -10,10 +10,9 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from common.models import Arguments, Email, Id, Limit, Metadata, Offset
 from common.protocol import CallContext, Tool
-from memory_service import conversations, messages, participants, search, users, workspaces
-from memory_service.db import Database, IdempotencyKey
+from memory_service import accounts
 from memory_service.hashing import PasswordHashing
-from memory_service.membership import DEFAULT_LIMITS, InvitationLimits
+from memory_service.store import IdempotencyKey, Store
 
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -138,10 +137,9 @@ def idempotency(tool: str, args: BaseModel, ctx: CallContext) -> IdempotencyKey 
     return IdempotencyKey(ctx.idempotency_key, tool, fingerprint)
 
 
-def build_tools(db: Database, hashing: PasswordHashing | None = None,
-                invitation_limits: InvitationLimits = DEFAULT_LIMITS) -> list[Tool]:
-    """Bind every tool of SPEC §4 (and the participant tools) to `db`, hashing passwords on `hashing`'s
-    threads."""
+def build_tools(store: Store, hashing: PasswordHashing | None = None) -> list[Tool]:
+    """Bind every tool of SPEC §4 (and the participant and reply-claim tools) to `store`, hashing passwords
+    on `hashing`'s threads."""
 
     def mutating(name: str, description: str, model: type[BaseModel],
                  run: Callable[[Any, IdempotencyKey | None], dict]) -> Tool:
@@ -152,74 +150,71 @@ def build_tools(db: Database, hashing: PasswordHashing | None = None,
 
     return [
         mutating("create_user", "Register a user; the email must be unused.", CreateUser,
-                 lambda a, k: users.create_user(db, a.email, a.name, a.password, idempotency=k,
-                                                  hashing=hashing)),
+                 lambda a, k: accounts.create_user(store, a.email, a.name, a.password, idempotency=k,
+                                                     hashing=hashing)),
         reading("authenticate_user", "Check an email and password; returns the user.", AuthenticateUser,
-                lambda a: users.authenticate_user(db, a.email, a.password, hashing=hashing)),
-        reading("get_user", "Get a user by id.", UserArgs, lambda a: users.get_user(db, a.user_id)),
+                lambda a: accounts.authenticate_user(store, a.email, a.password, hashing=hashing)),
+        reading("get_user", "Get a user by id.", UserArgs, lambda a: store.get_user(a.user_id)),
         mutating("create_workspace", "Create a workspace owned by the user.", CreateWorkspace,
-                 lambda a, k: workspaces.create_workspace(
-                     db, a.user_id, a.name, a.description, a.metadata, idempotency=k)),
+                 lambda a, k: store.create_workspace(
+                     a.user_id, a.name, a.description, a.metadata, idempotency=k)),
         reading("list_workspaces", "The user's workspaces, newest first.", ListPage,
-                lambda a: workspaces.list_workspaces(db, a.user_id, a.limit, a.offset)),
+                lambda a: store.list_workspaces(a.user_id, a.limit, a.offset)),
         reading("get_workspace", "Get one workspace the user may read.", WorkspaceArgs,
-                lambda a: workspaces.get_workspace(db, a.user_id, a.workspace_id)),
+                lambda a: store.get_workspace(a.user_id, a.workspace_id)),
         mutating("update_workspace", "Change a workspace's name, description or metadata.", UpdateWorkspace,
-                 lambda a, k: workspaces.update_workspace(
-                     db, a.user_id, a.workspace_id, a.name, a.description, a.metadata, idempotency=k)),
+                 lambda a, k: store.update_workspace(
+                     a.user_id, a.workspace_id, a.name, a.description, a.metadata, idempotency=k)),
         mutating("delete_workspace", "Delete a workspace with its conversations and messages.", WorkspaceArgs,
-                 lambda a, k: workspaces.delete_workspace(db, a.user_id, a.workspace_id, idempotency=k)),
+                 lambda a, k: store.delete_workspace(a.user_id, a.workspace_id, idempotency=k)),
         mutating("create_conversation", "Start a conversation in a workspace.", CreateConversation,
-                 lambda a, k: conversations.create_conversation(
-                     db, a.user_id, a.workspace_id, a.topic, a.participant_ids, a.metadata, idempotency=k,
-                     limits=invitation_limits)),
+                 lambda a, k: store.create_conversation(
+                     a.user_id, a.workspace_id, a.topic, a.participant_ids, a.metadata, idempotency=k)),
         reading("list_conversations", "Conversations in a workspace that the user may read.",
                 ListConversations,
-                lambda a: conversations.list_conversations(db, a.user_id, a.workspace_id, a.limit, a.offset)),
+                lambda a: store.list_conversations(a.user_id, a.workspace_id, a.limit, a.offset)),
         reading("get_conversation", "Get one conversation the user may read.", ConversationArgs,
-                lambda a: conversations.get_conversation(db, a.user_id, a.conversation_id)),
+                lambda a: store.get_conversation(a.user_id, a.conversation_id)),
         mutating("update_conversation", "Change a conversation's topic, participants or metadata.",
                  UpdateConversation,
-                 lambda a, k: conversations.update_conversation(
-                     db, a.user_id, a.conversation_id, a.topic, a.participant_ids, a.metadata, idempotency=k,
-                     limits=invitation_limits)),
+                 lambda a, k: store.update_conversation(
+                     a.user_id, a.conversation_id, a.topic, a.participant_ids, a.metadata, idempotency=k)),
         mutating("delete_conversation", "Delete a conversation and its messages.", ConversationArgs,
-                 lambda a, k: conversations.delete_conversation(
-                     db, a.user_id, a.conversation_id, idempotency=k)),
+                 lambda a, k: store.delete_conversation(a.user_id, a.conversation_id, idempotency=k)),
         mutating("invite_participant", "Invite a user into a conversation; they join only if they accept.",
                  ParticipantArgs,
-                 lambda a, k: participants.invite_participant(
-                     db, a.user_id, a.conversation_id, a.participant_id, idempotency=k, limits=invitation_limits)),
+                 lambda a, k: store.invite_participant(
+                     a.user_id, a.conversation_id, a.participant_id, idempotency=k)),
         reading("list_invitations", "Invitations waiting for the user's answer, or a conversation's pending ones.",
                 ListInvitations,
-                lambda a: participants.list_invitations(db, a.user_id, a.conversation_id, a.limit, a.offset)),
+                lambda a: store.list_invitations(a.user_id, a.conversation_id, a.limit, a.offset)),
         mutating("respond_invitation", "Accept (join the conversation) or decline an invitation to the user.",
                  RespondInvitation,
-                 lambda a, k: participants.respond_invitation(
-                     db, a.user_id, a.invitation_id, a.accept, idempotency=k)),
+                 lambda a, k: store.respond_invitation(a.user_id, a.invitation_id, a.accept, idempotency=k)),
         mutating("leave_conversation", "Stop taking part in a conversation.", ConversationArgs,
-                 lambda a, k: participants.leave_conversation(db, a.user_id, a.conversation_id, idempotency=k)),
+                 lambda a, k: store.leave_conversation(a.user_id, a.conversation_id, idempotency=k)),
         mutating("remove_participant", "Remove a participant or withdraw their invitation (the owner; or oneself).",
                  ParticipantArgs,
-                 lambda a, k: participants.remove_participant(
-                     db, a.user_id, a.conversation_id, a.participant_id, idempotency=k)),
+                 lambda a, k: store.remove_participant(
+                     a.user_id, a.conversation_id, a.participant_id, idempotency=k)),
         mutating("store_input", "Store a message; returns its id and per-conversation sequence.", StoreInput,
-                 lambda a, k: messages.store_input(
-                     db, a.user_id, a.input_data.conversation_id, a.input_data.content, a.input_data.role,
+                 lambda a, k: store.store_input(
+                     a.user_id, a.input_data.conversation_id, a.input_data.content, a.input_data.role,
                      a.input_data.metadata, idempotency=k)),
         reading("get_message", "Get one message.", MessageArgs,
-                lambda a: messages.get_message(db, a.user_id, a.message_id)),
+                lambda a: store.get_message(a.user_id, a.message_id)),
         mutating("update_message", "Change a message's content or metadata.", UpdateMessage,
-                 lambda a, k: messages.update_message(
-                     db, a.user_id, a.message_id, a.content, a.metadata, idempotency=k)),
+                 lambda a, k: store.update_message(
+                     a.user_id, a.message_id, a.content, a.metadata, idempotency=k)),
         mutating("delete_message", "Delete a message.", MessageArgs,
-                 lambda a, k: messages.delete_message(db, a.user_id, a.message_id, idempotency=k)),
+                 lambda a, k: store.delete_message(a.user_id, a.message_id, idempotency=k)),
+        mutating("claim_reply", "Record that a reply to this message has started; claimed is true for the "
+                 "first claim only, once ever.", MessageArgs,
+                 lambda a, k: store.claim_reply(a.user_id, a.message_id, idempotency=k)),
         reading("list_messages", "A conversation's messages in order, after a sequence number.",
                 ListMessages,
-                lambda a: messages.list_messages(
-                    db, a.user_id, a.conversation_id, a.after_sequence, a.limit, a.latest)),
+                lambda a: store.list_messages(a.user_id, a.conversation_id, a.after_sequence, a.limit, a.latest)),
         reading("search_messages", "Ranked full-text search over the messages the user may read.",
                 SearchMessages,
-                lambda a: search.search_messages(
-                    db, a.user_id, a.query, a.conversation_id, a.limit, a.offset)),
+                lambda a: store.search_messages(a.user_id, a.query, a.conversation_id, a.limit, a.offset)),
     ]

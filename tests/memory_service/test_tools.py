@@ -106,12 +106,27 @@ def test_idempotency_key_stores_once(client, world):
     args = {"user_id": alice, "input_data": {"conversation_id": conv, "content": "only once"}}
     first = call(client, "store_input", key="key-0001-store", **args).json["result"]
     again = call(client, "store_input", key="key-0001-store", **args).json["result"]
-    assert again == first
+    # Compared without `replayed`, the one key a replay changes.
+    assert {k: v for k, v in again.items() if k != "replayed"} == {k: v for k, v in first.items() if k != "replayed"}
+    assert (first["replayed"], again["replayed"]) == (False, True)
     listed = result(client, "list_messages", user_id=alice, conversation_id=conv)
     assert [m["content"] for m in listed["messages"]].count("only once") == 1
     other = call(client, "store_input", key="key-0001-store",
                  user_id=alice, input_data={"conversation_id": conv, "content": "different"})
     assert_error(other, 409, "conflict")
+
+
+def test_claim_reply_through_the_tool_wins_once_and_replays_on_retry(client, world):
+    alice, conv = world["alice"]["id"], world["conv"]["id"]
+    stored = result(client, "store_input", user_id=alice, input_data={"conversation_id": conv, "content": "hi"})
+    message_id = stored["message"]["id"]
+    first = call(client, "claim_reply", key="key-0001-claim", user_id=alice, message_id=message_id)
+    assert first.json["result"] == {"claimed": True, "message_id": message_id}
+    retry = call(client, "claim_reply", key="key-0001-claim", user_id=alice, message_id=message_id)
+    assert retry.json["result"] == {"claimed": True, "message_id": message_id}
+    later = call(client, "claim_reply", key="key-0002-claim", user_id=alice, message_id=message_id)
+    assert later.json["result"] == {"claimed": False, "message_id": message_id}
+    assert_error(call(client, "claim_reply", user_id=alice, message_id="no-such-message"), 404, "not_found")
 
 
 def test_resources_stream_in_order(client, world):
@@ -231,6 +246,7 @@ def another_users_object_rows():
         ("get message", "get_message", lambda w: {"message_id": w["msgs"][0]["item_id"]}),
         ("update message", "update_message", lambda w: {"message_id": w["msgs"][0]["item_id"], "content": "z"}),
         ("delete message", "delete_message", lambda w: {"message_id": w["msgs"][0]["item_id"]}),
+        ("claim a reply", "claim_reply", lambda w: {"message_id": w["msgs"][0]["item_id"]}),
         ("search in conversation", "search_messages", lambda w: {"conversation_id": w["conv"]["id"],
                                                                  "query": "Lisbon"}),
         ("invite oneself", "invite_participant", lambda w: {"conversation_id": w["conv"]["id"],
@@ -301,3 +317,22 @@ def test_an_invitation_round_trip_through_the_tools(client, world):
     assert result(client, "leave_conversation", user_id=bob, conversation_id=conv)["removed"] is True
     assert result(client, "search_messages", user_id=bob, query="Lisbon")["count"] == 0
     assert_error(call(client, "leave_conversation", user_id=bob, conversation_id=conv), 403, "forbidden")
+
+
+
+def test_the_tool_answers_413_in_the_one_error_shape_and_the_limit_is_a_setting(tmp_path) -> None:
+    client = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/m.db", "SERVICE_TOKEN": "",
+                         "MAX_METADATA_BYTES": "100"}).test_client()
+
+    def metadata_of(size: int) -> dict[str, str]:  # an object whose JSON is exactly `size` bytes
+        return {"k": "x" * (size - len('{"k": ""}'))}
+
+    def call(tool: str, **arguments):
+        return client.post(f"/tool/{tool}", json={"arguments": arguments})
+
+    user = call("create_user", email="a@example.com", name="A", password="password1").json["result"]["user"]
+    assert call("create_workspace", user_id=user["id"], name="W", metadata=metadata_of(100)).status_code == 200
+    response = call("create_workspace", user_id=user["id"], name="W", metadata=metadata_of(101))
+    assert response.status_code == 413
+    assert response.json["error"]["code"] == "payload_too_large"
+    assert response.json["error"]["details"] == {"field": "metadata", "bytes": 101, "max_bytes": 100}

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from memory_service import conversations, users, workspaces
-from memory_service.db import Database
+from memory_service import accounts
+from memory_service.store.sqlite import SqliteStore
 from tests.system.support.api import Api
 from tests.system.support.polling import wait_until
 from tests.system.support.sse_reader import StreamReader
@@ -26,12 +26,12 @@ PASSWORD = "password-123"
 def old_database(path: Path) -> dict[str, str]:
     """A database as the previous version left it: mal named old_friend as a participant, who was let in at
     once. Built with today's schema, then put back: no invitation table, no migration record."""
-    db = Database(str(path))
+    store = SqliteStore(str(path))
     try:
-        mal, friend = (users.create_user(db, f"{name}-{uuid.uuid4().hex[:8]}@example.com", name, PASSWORD)["user"]
-                       for name in ("mal", "old_friend"))
-        ws = workspaces.create_workspace(db, mal["id"], "Old space")["workspace"]["id"]
-        conv = conversations.create_conversation(db, mal["id"], ws, "Old talk")["conversation"]["id"]
+        mal, friend = (accounts.create_user(store, f"{name}-{uuid.uuid4().hex[:8]}@example.com", name,
+                                            PASSWORD)["user"] for name in ("mal", "old_friend"))
+        ws = store.create_workspace(mal["id"], "Old space")["workspace"]["id"]
+        conv = store.create_conversation(mal["id"], ws, "Old talk")["conversation"]["id"]
 
         def as_before(conn) -> None:
             conn.execute("DROP TABLE conversation_invitations")
@@ -40,9 +40,9 @@ def old_database(path: Path) -> dict[str, str]:
             conn.execute("UPDATE conversations SET participant_ids_json = ? WHERE id = ?",
                          (json.dumps([mal["id"], friend["id"]]), conv))
 
-        db.write(as_before)
+        store.db.write(as_before)
     finally:
-        db.close()
+        store.close()
     return {"friend_email": friend["email"], "friend": friend["id"], "mal": mal["id"], "conv": conv}
 
 

@@ -54,7 +54,7 @@ SLOW_QUERY = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WH
 
 
 def sqlite(path: str) -> dict:
-    from memory_service.db import Database
+    from memory_service.store.sqlite.database import Database
 
     db = Database(path)
     gaps = []

@@ -10,25 +10,30 @@ import json
 import sqlite3
 from typing import Any
 
-from common.errors import Forbidden, InvalidArguments, NotFound
-from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
-from memory_service.membership import (
-    DEFAULT_LIMITS,
-    InvitationLimits,
+from common.errors import InvalidArguments, NotFound
+from memory_service.store import access
+from memory_service.store.idempotency import IdempotencyKey
+from memory_service.store.sqlite.database import Database
+from memory_service.store.sqlite.membership import (
     drop_member,
     invite,
     members,
     pending_invitees,
     withdraw,
 )
-from memory_service.users import require_user, unknown
-from memory_service.workspaces import load_workspace, require_owner, takes_part_in
+from memory_service.store.sqlite.users import require_user, unknown
+from memory_service.store.sqlite.workspaces import load_workspace, require_owner, takes_part_in
+from memory_service.store.values import (
+    DEFAULT_LIMITS,
+    InvitationLimits,
+    encode_metadata,
+    new_id,
+    page_bounds,
+    utc_now,
+)
 
 # Ids of every conversation `:user_id` may read; one definition shared by history and search.
-READABLE_CONVERSATION_IDS = (
-    "SELECT c.id FROM conversations c JOIN workspaces w ON w.id = c.workspace_id WHERE w.owner_id = :user_id"
-    " UNION SELECT conversation_id FROM conversation_participants WHERE user_id = :user_id"
-)
+READABLE_CONVERSATION_IDS = access.readable_conversation_ids(":user_id")
 
 
 def conversation_from_row(row: sqlite3.Row) -> dict[str, Any]:
@@ -63,16 +68,10 @@ def load_conversation(
         raise NotFound("conversation not found")
     if not row["user_exists"]:
         raise unknown()
-    if row["owner_id"] == user_id:
-        return row
-    if owner_only:
-        raise Forbidden("only the workspace owner may do this")
-    participant = conn.execute(
+    access.check_conversation(user_id, row["owner_id"], lambda: conn.execute(
         "SELECT 1 FROM conversation_participants WHERE conversation_id = ? AND user_id = ?",
         (conversation_id, user_id),
-    ).fetchone()
-    if participant is None:
-        raise Forbidden("no access to this conversation")
+    ).fetchone() is not None, owner_only=owner_only)
     return row
 
 
@@ -122,16 +121,16 @@ def list_conversations(
     db: Database, user_id: str, workspace_id: str, limit: int, offset: int
 ) -> dict[str, Any]:
     """One page of the workspace's conversations the user may read, most recently updated first."""
-    limit, offset = clamp(limit, 1, MAX_LIMIT), max(0, int(offset))
+    limit, offset = page_bounds(limit, offset)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         require_user(conn, user_id)
         workspace = load_workspace(conn, workspace_id)
         where, args = "workspace_id = ?", [workspace_id]
         if workspace["owner_id"] != user_id:
-            if not takes_part_in(conn, user_id, workspace_id):
-                raise Forbidden("no access to this workspace")
-            where += " AND id IN (SELECT conversation_id FROM conversation_participants WHERE user_id = ?)"
+            access.check_workspace_read(user_id, workspace["owner_id"],
+                                        lambda: takes_part_in(conn, user_id, workspace_id))
+            where += f" AND id IN ({access.member_conversation_ids('?')})"
             args.append(user_id)
         total = conn.execute(f"SELECT COUNT(*) FROM conversations WHERE {where}", args).fetchone()[0]
         rows = conn.execute(

@@ -8,12 +8,11 @@ import sqlite3
 from typing import Any
 
 from common.errors import Conflict, NotFound
-from memory_service.conversations import conversation_from_row, load_conversation
-from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp
-from memory_service.membership import (
-    DEFAULT_LIMITS,
+from memory_service.store.idempotency import IdempotencyKey
+from memory_service.store.sqlite.conversations import conversation_from_row, load_conversation
+from memory_service.store.sqlite.database import Database
+from memory_service.store.sqlite.membership import (
     INVITATION_COLUMNS,
-    InvitationLimits,
     add_member,
     drop_member,
     invitation_from_row,
@@ -21,7 +20,8 @@ from memory_service.membership import (
     load_invitation,
     withdraw,
 )
-from memory_service.users import require_user
+from memory_service.store.sqlite.users import require_user
+from memory_service.store.values import DEFAULT_LIMITS, InvitationLimits, page_bounds
 
 
 def invite_participant(
@@ -45,7 +45,7 @@ def list_invitations(
 ) -> dict[str, Any]:
     """One page of the invitations waiting for the user's answer, newest first; with `conversation_id`,
     the pending invitations of that conversation instead (for its workspace owner)."""
-    limit, offset = clamp(limit, 1, MAX_LIMIT), max(0, int(offset))
+    limit, offset = page_bounds(limit, offset)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         if conversation_id is None:

@@ -6,9 +6,12 @@ import json
 import sqlite3
 from typing import Any
 
-from common.errors import Forbidden, NotFound
-from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
-from memory_service.users import require_user
+from common.errors import NotFound
+from memory_service.store import access
+from memory_service.store.idempotency import IdempotencyKey
+from memory_service.store.sqlite.database import Database
+from memory_service.store.sqlite.users import require_user
+from memory_service.store.values import encode_metadata, new_id, page_bounds, utc_now
 
 
 def workspace_from_row(row: sqlite3.Row) -> dict[str, Any]:
@@ -36,8 +39,7 @@ def require_owner(conn: sqlite3.Connection, user_id: str, workspace_id: str) -> 
     """The workspace's row when `user_id` exists and owns it; NotFound or Forbidden otherwise."""
     require_user(conn, user_id)
     row = load_workspace(conn, workspace_id)
-    if row["owner_id"] != user_id:
-        raise Forbidden("only the workspace owner may do this")
+    access.check_workspace_owner(user_id, row["owner_id"])
     return row
 
 
@@ -73,7 +75,7 @@ def create_workspace(
 
 def list_workspaces(db: Database, user_id: str, limit: int, offset: int) -> dict[str, Any]:
     """One page of the workspaces the user owns, newest first, with the total count."""
-    limit, offset = clamp(limit, 1, MAX_LIMIT), max(0, int(offset))
+    limit, offset = page_bounds(limit, offset)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         require_user(conn, user_id)
@@ -95,8 +97,7 @@ def get_workspace(db: Database, user_id: str, workspace_id: str) -> dict[str, An
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         require_user(conn, user_id)
         row = load_workspace(conn, workspace_id)
-        if row["owner_id"] != user_id and not takes_part_in(conn, user_id, workspace_id):
-            raise Forbidden("no access to this workspace")
+        access.check_workspace_read(user_id, row["owner_id"], lambda: takes_part_in(conn, user_id, workspace_id))
         return {"workspace": workspace_from_row(row)}
 
     return db.read(tx)

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from common.errors import Conflict
-from memory_service.db import Database
+from memory_service.store.sqlite.database import Database
 
 
 @pytest.fixture

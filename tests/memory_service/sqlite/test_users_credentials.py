@@ -15,12 +15,14 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from common.errors import InvalidCredentials, TooManyRequests
-from memory_service import users
+from memory_service import accounts
 from memory_service.app import create_app
-from memory_service.db import Database, new_id, utc_now
 from memory_service.hashing import PasswordHashing
+from memory_service.store.sqlite import SqliteStore, users
+from memory_service.store.sqlite.database import Database
+from memory_service.store.values import new_id, utc_now
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def fast_hash(password: str) -> str:
@@ -51,11 +53,13 @@ def test_accounts_stored_before_normalisation_still_sign_in(db):
     assert users.normalize_stored_emails(db) == 2
     assert users.normalize_stored_emails(db) == 0  # a second start has nothing to do
 
-    assert users.authenticate_user(db, "åsa@example.com", "ﬁsh and chips")["user"]["id"] == asa
-    assert users.authenticate_user(db, "Åsa@Example.COM", "ﬁsh and chips")["user"]["id"] == asa
-    assert users.authenticate_user(db, "bo@example.com", "correct horse")["user"]["id"] == plain
+    store = SqliteStore(db.path)
+    assert accounts.authenticate_user(store, "åsa@example.com", "ﬁsh and chips")["user"]["id"] == asa
+    assert accounts.authenticate_user(store, "Åsa@Example.COM", "ﬁsh and chips")["user"]["id"] == asa
+    assert accounts.authenticate_user(store, "bo@example.com", "correct horse")["user"]["id"] == plain
     with pytest.raises(InvalidCredentials):
-        users.authenticate_user(db, "åsa@example.com", "wrong and chips")
+        accounts.authenticate_user(store, "åsa@example.com", "wrong and chips")
+    store.close()
 
 
 def test_look_alike_legacy_accounts_keep_the_later_spelling_and_are_logged(db, caplog):
@@ -87,11 +91,11 @@ def test_memory_normalises_stored_emails_when_it_starts(tmp_path):
     reopened.close()
 
 
-def test_new_passwords_are_hashed_after_nfkc(db, monkeypatch):
-    monkeypatch.setattr(users, "generate_password_hash", fast_hash)
-    users.create_user(db, "Max@Example.com", "Max", "ﬁsh and chips")
+def test_new_passwords_are_hashed_after_nfkc(store, monkeypatch):
+    monkeypatch.setattr(accounts, "generate_password_hash", fast_hash)
+    accounts.create_user(store, "Max@Example.com", "Max", "ﬁsh and chips")
 
-    assert users.authenticate_user(db, "max@example.com", "fish and chips")["user"]["email"] == "max@example.com"
+    assert accounts.authenticate_user(store, "max@example.com", "fish and chips")["user"]["email"] == "max@example.com"
 
 
 def test_a_full_hashing_queue_answers_at_once_and_recovers():
@@ -132,7 +136,7 @@ GEVENT_FLOOD = """
 import gevent.monkey; gevent.monkey.patch_all()
 import json, sys, time, gevent
 from common.errors import TooManyRequests
-from memory_service.db import Database
+from memory_service.store.sqlite.database import Database
 from memory_service.hashing import PasswordHashing
 sleep = gevent.monkey.get_original("time", "sleep")
 db = Database(sys.argv[1], pool_size=4)

@@ -1,24 +1,23 @@
-"""Users: registration, password authentication and lookup."""
+"""Users in SQLite: stored with their password hash (hashed and checked by memory_service/accounts.py),
+looked up by id or normalised email, and the one-time email normalisation of older databases."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from functools import lru_cache
 from typing import Any
 
-from werkzeug.security import check_password_hash, generate_password_hash
-
-from common.credentials import normalize_email, normalize_password
-from common.errors import Conflict, InvalidArguments, InvalidCredentials, NotFound
-from memory_service.db import Database, IdempotencyKey, new_id, utc_now
-from memory_service.hashing import PasswordHashing
+from common.credentials import normalize_email
+from common.errors import Conflict, NotFound
+from memory_service.store.idempotency import IdempotencyKey
+from memory_service.store.sqlite.database import Database
+from memory_service.store.values import new_id, utc_now
 
 log = logging.getLogger(__name__)
 
 
 def user_from_row(row: sqlite3.Row) -> dict[str, Any]:
-    """The public shape of a user; the password hash never leaves this module."""
+    """The public shape of a user; the password hash is left out."""
     return {"id": row["id"], "email": row["email"], "name": row["name"], "created_at": row["created_at"]}
 
 
@@ -36,28 +35,10 @@ def require_user(conn: sqlite3.Connection, user_id: str, what: str = "user") -> 
     return row
 
 
-@lru_cache(maxsize=1)
-def _decoy_hash() -> str:
-    return generate_password_hash("not a real password")
-
-
-@lru_cache(maxsize=1)
-def default_hashing() -> PasswordHashing:
-    """The hashing threads of callers that bring none (tests, scripts); the app builds its own from config."""
-    return PasswordHashing()
-
-
 def create_user(
-    db: Database, email: str, name: str, password: str, *, idempotency: IdempotencyKey | None = None,
-    hashing: PasswordHashing | None = None,
+    db: Database, email: str, name: str, password_hash: str, *, idempotency: IdempotencyKey | None = None,
 ) -> dict[str, Any]:
-    """Register a user; the email is stored normalised (NFKC, case-folded), so it is unique in any
-    spelling, and the password is hashed after NFKC."""
-    email = normalize_email(email)
-    if not email or not password:
-        raise InvalidArguments("email and password must not be empty")
-    # Hashing is slow on purpose: do it off the hub, on threads of its own, and outside the write lock.
-    password_hash = (hashing or default_hashing()).run(generate_password_hash, normalize_password(password))
+    """Store a user under an email the caller has normalised; Conflict if it is taken."""
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         if conn.execute("SELECT 1 FROM users WHERE email = ?", (email,)).fetchone() is not None:
@@ -72,27 +53,10 @@ def create_user(
     return db.write(tx, idempotency=idempotency)
 
 
-def _password_matches(stored: str | None, password: str) -> bool:
-    stored = stored or _decoy_hash()
-    normalized = normalize_password(password)
-    if check_password_hash(stored, normalized):
-        return True
-    # Hashes made before passwords were normalised hold the password exactly as it was typed.
-    return normalized != password and check_password_hash(stored, password)
-
-
-def authenticate_user(db: Database, email: str, password: str, *,
-                      hashing: PasswordHashing | None = None) -> dict[str, Any]:
-    """The user whose email and password match, else InvalidCredentials with one message for both cases."""
-    row = db.read(
-        lambda conn: conn.execute("SELECT * FROM users WHERE email = ?", (normalize_email(email),)).fetchone()
-    )
-    # An unknown email still pays for a hash check, so response time does not reveal registered emails.
-    stored = row["password_hash"] if row is not None else None
-    matches = (hashing or default_hashing()).run(_password_matches, stored, password)
-    if row is None or not matches:
-        raise InvalidCredentials("email or password is wrong")
-    return {"user": user_from_row(row)}
+def find_login(db: Database, email: str) -> tuple[dict[str, Any], str] | None:
+    """The public user and stored password hash for a normalised email, or None."""
+    row = db.read(lambda conn: conn.execute("SELECT * FROM users WHERE email = ?", (email,)).fetchone())
+    return None if row is None else (user_from_row(row), row["password_hash"])
 
 
 EMAILS_MIGRATION = "emails-normalized"

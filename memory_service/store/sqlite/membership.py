@@ -9,30 +9,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 from common.errors import Conflict, InvalidArguments
-from memory_service.db import new_id, utc_now
-from memory_service.users import require_user
+from memory_service.store.sqlite.users import require_user
+from memory_service.store.values import InvitationLimits, new_id, utc_now
 
 INVITATION_COLUMNS = (
     "SELECT i.*, c.workspace_id, c.topic, u.name AS inviter_name FROM conversation_invitations i"
     " JOIN conversations c ON c.id = i.conversation_id JOIN users u ON u.id = i.inviter_id"
 )
-
-
-@dataclass(frozen=True)
-class InvitationLimits:
-    """Bounds on invitations, so one user cannot grow a conversation or another user's inbox without end."""
-
-    max_participants: int = 100
-    """Members plus pending invitations of one conversation, its owner not counted."""
-    max_pending_per_invitee: int = 100
-    """Pending invitations one user may have received, from everyone together."""
-
-
-DEFAULT_LIMITS = InvitationLimits()
 
 
 def invitation_from_row(row: sqlite3.Row, status: str = "pending") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""SQLite storage for the Memory Service: schema, connection pool, transactions and idempotency.
+"""The SQLite backend's database: connection pool, schema creation, transactions and idempotency.
 
 sqlite3 calls block the gevent hub, so under monkey-patching every transaction runs in gevent's native
 threadpool while the pool of connections is managed on the greenlet side.
@@ -6,65 +6,27 @@ threadpool while the pool of connections is managed on the greenlet side.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import gevent
-import gevent.monkey
 
-from common.errors import InvalidArguments, PayloadTooLarge
 from common.models import DEFAULT_MAX_METADATA_BYTES
-from memory_service.idempotency import DEFAULT_TTL_SECONDS, IdempotencyKey, remembered
-from memory_service.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_AFTER_COLUMNS
-from memory_service.writes import GroupCommitter
+from memory_service.blocking import captured, patched, run_blocking, unwrap
+from memory_service.store.idempotency import DEFAULT_TTL_SECONDS, IdempotencyKey
+from memory_service.store.sqlite.idempotency import remembered
+from memory_service.store.sqlite.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_AFTER_COLUMNS
+from memory_service.store.sqlite.writes import GroupCommitter
+from memory_service.store.values import DEFAULT_PAGE_BYTES
 
 T = TypeVar("T")
-
-MAX_LIMIT = 1000
-DEFAULT_PAGE_BYTES = 1024 * 1024
-
-
-
-def utc_now() -> str:
-    """The current time as UTC ISO-8601 with a +00:00 offset."""
-    return datetime.now(UTC).isoformat()
-
-
-def new_id() -> str:
-    """A fresh uuid4 string for a stored object."""
-    return str(uuid.uuid4())
-
-
-def clamp(value: int, low: int, high: int) -> int:
-    """`value` forced into [low, high]; the schema layer validates, this only keeps queries sane."""
-    return max(low, min(high, int(value)))
-
-
-def encode_metadata(metadata: dict[str, Any] | None, max_bytes: int) -> str:
-    """Metadata as stored JSON; None is an empty object, anything else must be a JSON-serialisable dict
-    of at most `max_bytes` once serialised (PayloadTooLarge above)."""
-    if metadata is None:
-        return "{}"
-    if not isinstance(metadata, dict):
-        raise InvalidArguments("metadata must be an object")
-    try:
-        encoded = json.dumps(metadata)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArguments("metadata must be JSON-serialisable") from exc
-    # json.dumps escapes every non-ASCII character, so characters are bytes here.
-    if len(encoded) > max_bytes:
-        raise PayloadTooLarge(f"metadata is {len(encoded)} bytes as JSON, more than the {max_bytes} allowed",
-                              {"field": "metadata", "bytes": len(encoded), "max_bytes": max_bytes})
-    return encoded
 
 
 def create_private(path: str) -> None:
@@ -83,32 +45,6 @@ def create_private(path: str) -> None:
             pass
         except PermissionError:  # another user's file: its owner decides who may read it
             pass
-
-
-def _patched() -> bool:
-    return gevent.monkey.is_module_patched("socket")
-
-
-def _captured(fn: Callable[..., T], *args: Any) -> tuple[bool, Any]:
-    # gevent's hub prints every exception escaping a pool thread; ours (NotFound...) are ordinary results.
-    try:
-        return True, fn(*args)
-    except Exception as exc:
-        return False, exc
-
-
-def _unwrap(outcome: tuple[bool, Any]) -> Any:
-    ok, value = outcome
-    if not ok:
-        raise value
-    return value
-
-
-def run_blocking(fn: Callable[..., T], *args: Any) -> T:
-    """Run a blocking call in gevent's native threadpool when monkey-patched, inline otherwise."""
-    if _patched():
-        return _unwrap(gevent.get_hub().threadpool.apply(_captured, (fn, *args)))
-    return fn(*args)
 
 
 def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Connection], T],
@@ -213,18 +149,18 @@ class Database:
 
     def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._acquire()
-        if not _patched():
+        if not patched():
             try:
                 return job(conn)
             finally:
                 self._release(conn)
         try:
-            done = gevent.get_hub().threadpool.spawn(_captured, job, conn)
+            done = gevent.get_hub().threadpool.spawn(captured, job, conn)
         except BaseException:  # killed while waiting for a free thread: the job never started
             self._release(conn)
             raise
         try:
-            return _unwrap(done.get())
+            return unwrap(done.get())
         finally:
             if done.ready():
                 self._release(conn)

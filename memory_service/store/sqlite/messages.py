@@ -9,11 +9,14 @@ from contextlib import closing
 from functools import partial
 from typing import Any
 
-from common.errors import Forbidden, InvalidArguments, NotFound
-from memory_service.conversations import READABLE_CONVERSATION_IDS, load_conversation
-from memory_service.db import MAX_LIMIT, Database, IdempotencyKey, clamp, encode_metadata, new_id, utc_now
-from memory_service.pages import take_within
-from memory_service.users import require_user
+from common.errors import InvalidArguments, NotFound
+from memory_service.store import access
+from memory_service.store.idempotency import IdempotencyKey
+from memory_service.store.pages import take_within
+from memory_service.store.sqlite.conversations import READABLE_CONVERSATION_IDS, load_conversation
+from memory_service.store.sqlite.database import Database
+from memory_service.store.sqlite.users import require_user
+from memory_service.store.values import MAX_LIMIT, clamp, encode_metadata, new_id, utc_now
 
 ROLES = ("user", "assistant", "system")
 _AFTER_LAST_ROWID = 2**63 - 1  # above any SQLite rowid, so the first history page starts at the newest
@@ -40,17 +43,18 @@ def _load(conn: sqlite3.Connection, message_id: str) -> sqlite3.Row:
     return row
 
 
-def _load_for(
+def load_for(
     conn: sqlite3.Connection, user_id: str, message_id: str, *, modify: bool = False
 ) -> sqlite3.Row:
+    """The message's row if the user may read its conversation (and, with `modify`, change it)."""
     try:
         row = _load(conn, message_id)
     except NotFound:
         require_user(conn, user_id)  # an unknown acting user is reported before an unknown message
         raise
     conversation = load_conversation(conn, user_id, row["conversation_id"])
-    if modify and user_id not in (row["sender_id"], conversation["owner_id"]):
-        raise Forbidden("only the sender or the workspace owner may change this message")
+    if modify:
+        access.check_message_change(user_id, row["sender_id"], conversation["owner_id"])
     return row
 
 
@@ -79,15 +83,16 @@ def store_input(
         message = {"id": message_id, "conversation_id": conversation_id, "sender_id": user_id, "role": role,
                    "content": content, "metadata": json.loads(metadata_json), "sequence": sequence,
                    "created_at": now}
+        # Stored with the key as false; a replay of the stored result says true (store/idempotency.py).
         return {"status": "stored", "user_id": user_id, "item_id": message_id, "sequence": sequence,
-                "message": message}
+                "message": message, "replayed": False}
 
     return db.write(tx, idempotency=idempotency)
 
 
 def get_message(db: Database, user_id: str, message_id: str) -> dict[str, Any]:
     """The message, for anyone who may read its conversation."""
-    return db.lookup(lambda conn: {"message": message_from_row(_load_for(conn, user_id, message_id))})
+    return db.lookup(lambda conn: {"message": message_from_row(load_for(conn, user_id, message_id))})
 
 
 def update_message(
@@ -101,7 +106,7 @@ def update_message(
     metadata_json = None if metadata is None else encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
-        row = _load_for(conn, user_id, message_id, modify=True)
+        row = load_for(conn, user_id, message_id, modify=True)
         conn.execute(
             "UPDATE messages SET content = ?, metadata_json = ? WHERE id = ?",
             (
@@ -121,7 +126,7 @@ def delete_message(
     """Delete the message; its sequence number is never reused. Only the sender or workspace owner may."""
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
-        _load_for(conn, user_id, message_id, modify=True)
+        load_for(conn, user_id, message_id, modify=True)
         conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
         return {"deleted": True, "id": message_id}
 

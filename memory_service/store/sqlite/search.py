@@ -16,11 +16,12 @@ import sqlite3
 import unicodedata
 from typing import Any
 
-from memory_service.conversations import READABLE_CONVERSATION_IDS, load_conversation
-from memory_service.db import MAX_LIMIT, Database, clamp
-from memory_service.messages import message_from_row
-from memory_service.pages import take_within
-from memory_service.users import require_user
+from memory_service.store.pages import take_within
+from memory_service.store.sqlite.conversations import READABLE_CONVERSATION_IDS, load_conversation
+from memory_service.store.sqlite.database import Database
+from memory_service.store.sqlite.messages import message_from_row
+from memory_service.store.sqlite.users import require_user
+from memory_service.store.values import page_bounds
 
 MAX_TOKENS = 64
 K1, B = 1.2, 0.75  # BM25's usual constants, as FTS5 uses them
@@ -82,7 +83,7 @@ def search_messages(
     own readable messages. Results skip the best `offset` and stop at `limit` or `db.max_page_bytes` of
     JSON; `has_more` says more matched, and `next_offset` is the offset to go on from.
     """
-    limit, offset = clamp(limit, 1, MAX_LIMIT), max(0, int(offset))
+    limit, offset = page_bounds(limit, offset)
     words = terms(query)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -1,11 +1,6 @@
-"""Idempotency keys: a mutating call's result, kept for a while so a retry with the same key replays it.
-
-A stored result is a copy of what the call wrote (a message's content, a conversation's topic), so keys
-expire after a time-to-live (a day by default, like Stripe's) and are pruned in small batches as new
-keys are written; and each key records the object its result carries (`subject_id`), so deleting that
-object (directly or by cascade) deletes the copy too (triggers in `schema.py`). A retry after the key
-has expired or after its object was deleted runs again.
-"""
+"""Idempotency keys in SQLite: a mutating call's result, kept in the write's own transaction so a retry
+with the same key replays it (rules in memory_service/store/idempotency.py; deletion by triggers in
+`schema.py`)."""
 
 from __future__ import annotations
 
@@ -13,32 +8,10 @@ import json
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from common.errors import Conflict
-
-DEFAULT_TTL_SECONDS = 86_400
-PRUNE_BATCH = 100
-"""Expired keys deleted per new key: more than one, so pruning outpaces new keys and a backlog drains."""
-
-# The deletable objects a result can carry (users are never deleted).
-_SUBJECTS = ("message", "conversation", "workspace")
-
-
-class IdempotencyKey(NamedTuple):
-    key: str
-    tool: str
-    fingerprint: str
-
-
-def subject_of(result: Any) -> str | None:
-    """The id of the stored object a result carries (`{"message": {"id": ...}}`), if any."""
-    if isinstance(result, dict):
-        for kind in _SUBJECTS:
-            value = result.get(kind)
-            if isinstance(value, dict) and isinstance(value.get("id"), str):
-                return value["id"]
-    return None
+from memory_service.store.idempotency import PRUNE_BATCH, IdempotencyKey, as_replay, subject_of
 
 
 def remembered(conn: sqlite3.Connection, key: IdempotencyKey, fn: Callable[[sqlite3.Connection], Any],
@@ -54,7 +27,7 @@ def remembered(conn: sqlite3.Connection, key: IdempotencyKey, fn: Callable[[sqli
     if row is not None and row["created_at"] >= cutoff:
         if row["tool"] != key.tool or row["fingerprint"] != key.fingerprint:
             raise Conflict("idempotency key reused for a different request")
-        return json.loads(row["result_json"])
+        return as_replay(json.loads(row["result_json"]))
     result = fn(conn)
     conn.execute(
         "INSERT OR REPLACE INTO idempotency_keys (key, tool, fingerprint, result_json, created_at, subject_id)"

@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS conversation_invitations (
     UNIQUE (conversation_id, invitee_id)
 );
 CREATE INDEX IF NOT EXISTS conversation_invitations_invitee ON conversation_invitations(invitee_id, created_at);
+-- One row per message whose reply has started (claims.py): the primary key lets exactly one claim win.
+CREATE TABLE IF NOT EXISTS reply_claims (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE, claimed_at TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
 -- Migration participants-by-consent: before it, the workspace owner could add anyone as a participant, so
 -- no existing membership was agreed to. Each becomes a pending invitation from the owner (docs/DECISIONS.md).
