@@ -112,19 +112,14 @@ class Replier:
         try:
             # Independent lookups, run at once: the reply waits for the slowest, not for their sum.
             context = in_background(lambda: self._context(user_id, message))
-            if claimed:
-                history = self._history(user_id, message)
-            else:
-                recent = in_background(lambda: self._history(user_id, message))
-                if not self.memory.claim_reply(user_id, message["id"]):
-                    return  # another process or request replies to it
+            history = in_background(lambda: self._history(user_id, message))
+            if not claimed and not self.memory.claim_reply(user_id, message["id"]):
+                return  # another process or request replies to it
             publish("response.started", {"response_id": response_id, "in_reply_to": message["id"]})
             items, warning = context()
             if warning is not None:
                 publish("warning", warning)
-            if not claimed:
-                history = recent()
-            prompt = Prompt(message["content"], items, history, sender_id=message.get("sender_id"))
+            prompt = Prompt(message["content"], items, history(), sender_id=message.get("sender_id"))
             parts = []
             for delta in self.generator.stream(prompt):
                 parts.append(delta)
