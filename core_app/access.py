@@ -1,13 +1,11 @@
-"""Who is calling, and calls to Memory on their behalf with other users' objects hidden as 404."""
+"""Who is calling: the user of a bearer token, or of a stream's ticket."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from flask import g, request
 
 from common.auth import bearer_token
-from common.errors import Forbidden, NotFound, ServiceError, Unauthorized
+from common.errors import Unauthorized
 from core_app.services import services
 from core_app.tokens import TokenUser
 
@@ -39,22 +37,3 @@ def stream_user(conversation_id: str) -> TokenUser:
         raise Unauthorized("send a bearer token, or a ?ticket= from POST .../stream-ticket")
     g.user = user
     return user
-
-
-def hide_foreign(exc: ServiceError, what: str) -> ServiceError:
-    """Another user's object is reported exactly like a missing one, so ids reveal nothing."""
-    if isinstance(exc, Forbidden):
-        return NotFound(f"{what} not found")
-    if isinstance(exc, NotFound) and exc.details.get("object") == "user":
-        # The token is valid but its user is gone (deleted): treat as signed out.
-        return Unauthorized("the user of this token no longer exists")
-    return exc
-
-
-def call(client_name: str, tool: str, what: str, idempotency_key: str | None = None, **arguments: Any) -> Any:
-    """Call a tool of Memory or Cognition for the current user, mapping refusals to 404."""
-    client = getattr(services(), client_name)
-    try:
-        return client.call_tool(tool, {"user_id": g.user.user_id, **arguments}, idempotency_key=idempotency_key)
-    except ServiceError as exc:
-        raise hide_foreign(exc, what) from None

@@ -15,7 +15,7 @@ from common.webapp import base_app
 from core_app.config import load_config
 from core_app.limits import install_limits
 from core_app.services import build_services
-from core_app.views import accounts, cognition, messages, stream, workspaces
+from core_app.views import accounts, cognition, conversations, messages, stream, workspaces
 
 
 class IdConverter(BaseConverter):
@@ -34,7 +34,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter
     cortex = build_services(settings)
     app.extensions["cortex"] = cortex
-    for blueprint in (accounts.bp, workspaces.bp, messages.bp, stream.bp, cognition.bp):
+    for blueprint in (accounts.bp, workspaces.bp, conversations.bp, messages.bp, stream.bp, cognition.bp):
         app.register_blueprint(blueprint)
     install_limits(app, settings, auth=accounts.bp)
     app.register_blueprint(health_blueprint("core", monitor=cortex.monitor))

@@ -1,4 +1,8 @@
-"""What happens after a message is stored: announce it, then generate and store the reply (SPEC §7)."""
+"""What happens after a message is stored: announce it, then generate and store the reply (SPEC §7).
+
+Exactly one Core process replies to a stored message, whichever process (or retry) stored it: the reply
+begins by claiming the message from Memory (`claim_reply`), which says yes once per message ever.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,15 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from common.client import ServiceClient
 from common.errors import ServiceError, TooManyRequests
+from core_app.cognition import Cognition
 from core_app.events import EventLog
 from core_app.generators import Generator, Prompt
+from core_app.memory import Memory
 from core_app.reply_pool import ReplyPool, Ticket
 
 log = logging.getLogger(__name__)
@@ -21,18 +27,39 @@ CONTEXT_LIMIT = 5
 HISTORY_TURNS = 20
 MAX_CONTENT = 32_000
 
+T = TypeVar("T")
+
+
+def in_background(work: Callable[[], T]) -> Callable[[], T]:
+    """Start `work` on its own thread (a greenlet under gunicorn's gevent worker, where threading is
+    patched); the function returned waits for its result, or raises what it raised."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the caller, which reports it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="reply-lookup")
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return result
+
 
 @dataclass
 class Replier:
-    memory: ServiceClient
-    cognition: ServiceClient
+    memory: Memory
+    cognition: Cognition
     events: EventLog
     generator: Generator
     pool: ReplyPool = field(default_factory=ReplyPool)
-    # Ids of messages already announced here, so a client retrying its POST with the same
-    # Idempotency-Key (Memory replays the stored message) does not get a second reply.
-    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def admit(self, user_id: str, idempotency_key: str | None = None) -> Ticket:
         """A place for the reply to a message about to be stored; `TooManyRequests` when this user, or
@@ -40,23 +67,42 @@ class Replier:
         `with` block and hand the ticket to `accept`."""
         return self.pool.admit(user_id, idempotency_key)
 
-    def accept(self, user_id: str, message: dict, ticket: Ticket) -> None:
-        """Publish the stored user message and queue its reply on the ticket's place."""
-        with self._lock:
-            if message["id"] in self._seen:
-                return  # the ticket's `with` block gives its place back
-            self._seen[message["id"]] = None
-            if len(self._seen) > 10_000:
-                self._seen.popitem(last=False)
+    def accept(self, user_id: str, message: dict, ticket: Ticket, replayed: bool | None = False) -> None:
+        """Publish the stored user message and queue its reply on the ticket's place, unless another
+        request already did.
+
+        A first write (`replayed` false) is announced at once, and its reply claims the message while it
+        gathers context. A replay (a retried POST; None: Memory did not say) is announced and answered
+        only if it wins the claim: the first attempt may have been stored but lost on its way back (a 503
+        to the user), and then this retry is the one that must reply."""
+        if replayed is False:
+            self._announce(user_id, message, ticket, claimed=False)
+            return
+        if ticket.replying:
+            return  # this process replies to it already; the ticket's `with` block gives its place back
+        try:
+            won = self.memory.claim_reply(user_id, message["id"])
+        except ServiceError as exc:
+            log.warning("no reply to %s: the claim failed: %s %s", message["id"], exc.code, exc.message)
+            self.events.publish(message["conversation_id"], "error", {
+                "code": exc.code, "message": exc.message, "response_id": uuid.uuid4().hex,
+                "in_reply_to": message["id"]})
+            return
+        if won:
+            self._announce(user_id, message, ticket, claimed=True)
+
+    def _announce(self, user_id: str, message: dict, ticket: Ticket, *, claimed: bool) -> None:
         self.events.publish(message["conversation_id"], "message", message)
         try:
-            self.pool.start(ticket, lambda: self.reply(user_id, message))
+            self.pool.start(ticket, lambda: self.reply(user_id, message, claimed=claimed))
         except TooManyRequests as exc:
             # Only a retry that found no reply in progress after all, with the limits reached since.
             self.events.publish(message["conversation_id"], "error", {
                 "code": exc.code, "message": f"no reply to this message: {exc.message}", "in_reply_to": message["id"]})
 
-    def reply(self, user_id: str, message: dict) -> None:
+    def reply(self, user_id: str, message: dict, *, claimed: bool = False) -> None:
+        """Generate, stream and store the reply to `message`. Unless `claimed`, first claim the message
+        (at the same time as the context and the recent turns are read) and stop silently on losing it."""
         conversation_id = message["conversation_id"]
         response_id = uuid.uuid4().hex
 
@@ -64,9 +110,16 @@ class Replier:
             self.events.publish(conversation_id, event_type, data)
 
         try:
+            # Independent lookups, run at once: the reply waits for the slowest, not for their sum.
+            context = in_background(lambda: self._context(user_id, message))
+            history = in_background(lambda: self._history(user_id, message))
+            if not claimed and not self.memory.claim_reply(user_id, message["id"]):
+                return  # another process or request replies to it
             publish("response.started", {"response_id": response_id, "in_reply_to": message["id"]})
-            prompt = Prompt(message["content"], self._context(user_id, message, publish),
-                            self._history(user_id, message), sender_id=message.get("sender_id"))
+            items, warning = context()
+            if warning is not None:
+                publish("warning", warning)
+            prompt = Prompt(message["content"], items, history(), sender_id=message.get("sender_id"))
             parts = []
             for delta in self.generator.stream(prompt):
                 parts.append(delta)
@@ -76,12 +129,11 @@ class Replier:
                 time.sleep(0)
             # A message holds at most MAX_CONTENT characters; a longer reply is stored cut at that length.
             content = "".join(parts)[:MAX_CONTENT] or "…"
-            stored = self.memory.call_tool("store_input", {"user_id": user_id, "input_data": {
-                "conversation_id": conversation_id, "content": content, "role": "assistant",
-                "metadata": {"response_id": response_id, "in_reply_to": message["id"]}}},
-                idempotency_key=f"reply-{response_id}")
-            publish("response.completed", {"response_id": response_id, "message": stored["message"]})
-            publish("message", stored["message"])
+            stored = self.memory.store_reply(user_id, conversation_id, content,
+                                             {"response_id": response_id, "in_reply_to": message["id"]},
+                                             idempotency_key=f"reply-{response_id}").body()
+            publish("response.completed", {"response_id": response_id, "message": stored})
+            publish("message", stored)
         except ServiceError as exc:
             log.warning("reply %s failed: %s %s", response_id, exc.code, exc.message)
             publish("error", {"code": exc.code, "message": exc.message, "response_id": response_id})
@@ -90,22 +142,18 @@ class Replier:
             publish("error", {"code": "internal_error", "message": "the reply failed; see the server log",
                               "response_id": response_id})
 
-    def _context(self, user_id: str, message: dict, publish) -> list[dict]:
+    def _context(self, user_id: str, message: dict) -> tuple[list[dict], dict | None]:
+        """Context items for the reply, and the warning to publish when Cognition could not give any."""
         try:
-            found = self.cognition.call_tool("get_context", {
-                "user_id": user_id, "query": message["content"], "limit": CONTEXT_LIMIT + 1})
+            found = self.cognition.context_for_reply(user_id, message["content"], CONTEXT_LIMIT + 1)
         except ServiceError as exc:
-            publish("warning", {"code": "context_unavailable",
-                                "message": f"replying without context: {exc.message}"})
-            return []
-        return [item for item in found.get("context", []) if item.get("id") != message["id"]][:CONTEXT_LIMIT]
+            return [], {"code": "context_unavailable", "message": f"replying without context: {exc.message}"}
+        return [item for item in found if item.get("id") != message["id"]][:CONTEXT_LIMIT], None
 
     def _history(self, user_id: str, message: dict) -> list[dict]:
         try:
-            recent = self.memory.call_tool("list_messages", {
-                "user_id": user_id, "conversation_id": message["conversation_id"], "limit": HISTORY_TURNS,
-                "latest": True})
+            recent = self.memory.recent_turns(user_id, message["conversation_id"], HISTORY_TURNS)
         except ServiceError as exc:
             log.warning("replying without recent turns: %s", exc.message)
             return []
-        return [turn for turn in recent["messages"] if turn["sequence"] < message["sequence"]]
+        return [turn for turn in recent if turn["sequence"] < message["sequence"]]

@@ -52,6 +52,12 @@ class Ticket:
         self.pool = pool
         self.place = place
 
+    @property
+    def replying(self) -> bool:
+        """Whether a reply already runs, or waits to run, on this place: a request with the same
+        idempotency key started it in this process."""
+        return self.place.started
+
     def __enter__(self) -> Ticket:
         return self
 

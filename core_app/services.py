@@ -9,10 +9,12 @@ from flask import current_app
 
 from common.client import ServiceClient
 from common.health import DependencyMonitor
+from core_app.cognition import Cognition
 from core_app.config import CoreConfig
 from core_app.embedded import mount_embedded_services
 from core_app.events import EventLog, open_event_log
 from core_app.generators import BuiltinGenerator, Generator, OpenAIGenerator
+from core_app.memory import Memory
 from core_app.replies import Replier
 from core_app.reply_pool import ReplyPool
 from core_app.slots import KeyedSlots
@@ -23,8 +25,8 @@ from core_app.tokens import TokenIssuer
 @dataclass
 class Services:
     settings: CoreConfig
-    memory: ServiceClient
-    cognition: ServiceClient
+    memory: Memory
+    cognition: Cognition
     events: EventLog
     tokens: TokenIssuer
     replier: Replier
@@ -49,14 +51,14 @@ def build_services(settings: CoreConfig) -> Services:
         mount_embedded_services(settings, memory, cognition)
     events = open_event_log(settings)
     monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
-    replier = Replier(memory, cognition, events, build_generator(settings), ReplyPool(settings.reply_limits))
+    memory_facade, cognition_facade = Memory(memory), Cognition(cognition)
+    replier = Replier(memory_facade, cognition_facade, events, build_generator(settings),
+                      ReplyPool(settings.reply_limits))
     tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds, settings.stream_ticket_seconds)
     # A closed stream frees its slot once the next heartbeat finds the client gone.
     slots = stream_slots(settings.streams_per_user, retry_after=max(1, math.ceil(settings.heartbeat_seconds)))
-    checks = AccessChecks(lambda user_id, conversation_id: memory.call_tool(
-        "get_conversation", {"user_id": user_id, "conversation_id": conversation_id}),
-        settings.stream_access_check_seconds)
-    return Services(settings, memory, cognition, events, tokens, replier, monitor, slots, checks)
+    checks = AccessChecks(memory_facade.check_access, settings.stream_access_check_seconds)
+    return Services(settings, memory_facade, cognition_facade, events, tokens, replier, monitor, slots, checks)
 
 
 def services() -> Services:

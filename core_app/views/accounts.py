@@ -8,6 +8,7 @@ from common.errors import Forbidden, NotFound, Unauthorized
 from common.protocol import parse_arguments, read_json_object
 from core_app.access import current_user
 from core_app.limits import login_fields, sign_in_slots
+from core_app.responses import SignedIn, UserBody, Verified
 from core_app.schemas import Login, Register
 from core_app.services import services
 
@@ -20,25 +21,25 @@ def register() -> tuple[Response, int]:
         raise Forbidden("registration is turned off on this server")
     body = parse_arguments(Register, read_json_object())
     with sign_in_slots().hold():
-        created = services().memory.call_tool("create_user", body.model_dump())
-    return jsonify({"user": created["user"]}), 201
+        created = services().memory.create_user(body.email, body.name, body.password)
+    return jsonify(UserBody(user=created).body()), 201
 
 
 @bp.post("/login")
 def login() -> Response:
     body = parse_arguments(Login, login_fields())
     with sign_in_slots().hold():
-        user = services().memory.call_tool("authenticate_user", body.model_dump())["user"]
+        user = services().memory.authenticate(body.email, body.password)
     settings = services().settings
-    return jsonify({"access_token": services().tokens.issue(user), "token_type": "bearer",
-                    "expires_in": settings.jwt_expires_seconds, "user": user})
+    return jsonify(SignedIn(access_token=services().tokens.issue(user.model_dump()), token_type="bearer",
+                            expires_in=settings.jwt_expires_seconds, user=user).body())
 
 
 @bp.get("/verify")
 def verify() -> Response:
     user = current_user()
     try:
-        stored = services().memory.call_tool("get_user", {"user_id": user.user_id})["user"]
+        stored = services().memory.get_user(user.user_id)
     except NotFound:
         raise Unauthorized("the user of this token no longer exists") from None
-    return jsonify({"user_id": stored["id"], "email": stored["email"], "name": stored["name"]})
+    return jsonify(Verified(user_id=stored.id, email=stored.email, name=stored.name).body())

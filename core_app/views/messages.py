@@ -8,7 +8,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from common.errors import InvalidRequest
 from common.protocol import IDEMPOTENCY_HEADER, parse_arguments, read_json_object
-from core_app.access import call, current_user
+from core_app.access import current_user
+from core_app.responses import Received
 from core_app.schemas import HistoryQuery, MessageIn
 from core_app.services import services
 
@@ -29,16 +30,16 @@ def post_message(conversation_id: str) -> tuple[Response, int]:
     user_key = f"{user.user_id}:{key}" if key else None
     replier = services().replier
     with replier.admit(user.user_id, user_key) as ticket:
-        stored = call("memory", "store_input", "conversation", idempotency_key=user_key,
-                      input_data={"conversation_id": conversation_id, "content": body.content,
-                                  "role": "user", "metadata": body.metadata})
-        replier.accept(user.user_id, stored["message"], ticket)
-    return jsonify({"status": "received", "message": stored["message"]}), 202
+        stored = services().memory.store_input(user.user_id, conversation_id, body.content, body.metadata,
+                                               idempotency_key=user_key)
+        message = stored.message.body()
+        replier.accept(user.user_id, message, ticket, replayed=stored.replayed)
+    return jsonify(Received(status="received", message=stored.message).body()), 202
 
 
 @bp.get("/<id:conversation_id>/messages")
 def list_messages(conversation_id: str) -> Response:
-    current_user()
+    user = current_user()
     query = parse_arguments(HistoryQuery, request.args.to_dict())
-    return jsonify(call("memory", "list_messages", "conversation", conversation_id=conversation_id,
-                        **query.model_dump()))
+    return jsonify(services().memory.list_messages(user.user_id, conversation_id, query.after_sequence,
+                                                   query.limit).body())

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from common.errors import InvalidRequest
 from common.sse import Event, live_stream, sse_response
-from core_app.access import call, current_user, stream_user
+from core_app.access import current_user, stream_user
 from core_app.events import EventLog, Position, ReplayWindowExceeded
 from core_app.services import services
 from core_app.streams import StreamGuard
@@ -52,7 +52,7 @@ def _limit_send_buffer(client_socket: socket.socket, size: int) -> None:
 def stream_ticket(conversation_id: str) -> tuple[Response, int]:
     """A short-lived ticket to open this conversation's stream from a URL, instead of the access token."""
     user = current_user()
-    call("memory", "get_conversation", "conversation", conversation_id=conversation_id)
+    services().memory.get_conversation(user.user_id, conversation_id)
     ticket, expires_in = services().tokens.issue_ticket(user, conversation_id)
     return jsonify({"ticket": ticket, "expires_in": expires_in, "conversation_id": conversation_id}), 201
 
@@ -60,7 +60,7 @@ def stream_ticket(conversation_id: str) -> tuple[Response, int]:
 @bp.get("/<id:conversation_id>/messages/stream")
 def stream(conversation_id: str) -> Response:
     user = stream_user(conversation_id)
-    call("memory", "get_conversation", "conversation", conversation_id=conversation_id)
+    services().memory.get_conversation(user.user_id, conversation_id)
     cortex = services()
     settings, log = cortex.settings, cortex.events
     after = _last_event_id(log)

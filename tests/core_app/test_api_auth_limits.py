@@ -144,7 +144,7 @@ def test_sign_ins_in_progress_are_bounded_so_they_cannot_take_every_connection(t
     app = create_app(core_config(tmp_path, SIGN_IN_CONCURRENCY="2", SIGN_IN_WAIT_SECONDS="0.2"))
     client = app.test_client()
     email = register(client)
-    memory = app.extensions["cortex"].memory
+    memory = app.extensions["cortex"].memory.client
     real_call, release = memory.call_tool, threading.Event()
 
     def slow_logins(tool: str, arguments: dict, **kwargs):

@@ -52,7 +52,7 @@ def system(seeded):
 
 
 def stop(app, name: str) -> None:
-    service = getattr(app.extensions["cortex"], name)
+    service = getattr(app.extensions["cortex"], name).client
     service.transport.mount(service.base_url + "/", Unreachable())
 
 

@@ -8,10 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from flask import g
 
 from core_app.app import create_app
-from core_app.views import cognition
 from tests.core_app.conftest import assert_error, core_config, sign_up
 
 COSTLY = [("/v1/search", {"query": "anything"}), ("/v1/context", {"query": "anything"}),
@@ -24,12 +22,12 @@ def test_a_users_searches_beyond_the_bound_are_refused_and_others_are_not(tmp_pa
     greedy, other = sign_up(client, "Greedy"), sign_up(client, "Other")
     release = threading.Event()
 
-    def slow_for_greedy(service: str, tool: str, what: str, **arguments: Any) -> Any:
-        if g.user.user_id == greedy.id:
+    def slow_for_greedy(tool: str, arguments: dict, **kwargs: Any) -> Any:
+        if arguments["user_id"] == greedy.id:
             release.wait(10)
-        return {"results": [], "tool": tool}
+        return {"results": [], "count": 0, "query": arguments["query"]}
 
-    monkeypatch.setattr(cognition, "call", slow_for_greedy)
+    monkeypatch.setattr(app.extensions["cortex"].cognition.client, "call_tool", slow_for_greedy)
     answers: list[int] = []
     holders = [threading.Thread(target=lambda: answers.append(
         app.test_client().post("/v1/search", json={"query": "q"}, headers=greedy.headers).status_code))
@@ -63,10 +61,10 @@ def test_a_failing_search_gives_its_slot_back(tmp_path, monkeypatch):
     client = app.test_client()
     user = sign_up(client, "Unlucky")
 
-    def broken(service: str, tool: str, what: str, **arguments: Any) -> Any:
+    def broken(tool: str, arguments: dict, **kwargs: Any) -> Any:
         raise RuntimeError("cognition exploded")
 
-    monkeypatch.setattr(cognition, "call", broken)
+    monkeypatch.setattr(app.extensions["cortex"].cognition.client, "call_tool", broken)
     for _ in range(3):
         assert_error(client.post("/v1/search", json={"query": "q"}, headers=user.headers), 500, "tool_execution_error")
     assert app.extensions["cortex.searches"].held(user.id) == 0

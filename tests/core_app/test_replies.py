@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from common.errors import ServiceUnavailable
+from core_app.cognition import Cognition
 from core_app.events import InProcessEventLog, StoredEvent
 from core_app.generators import BuiltinGenerator, Prompt, ProviderError
+from core_app.memory import Memory
 from core_app.replies import Replier
 
 USER = "u-1"
@@ -47,7 +49,16 @@ class FakeService:
 class FakeMemory(FakeService):
     def __init__(self, history: list[dict]) -> None:
         self.sequence = itertools.count(len(history) + 1)
-        super().__init__("memory", {"store_input": self.store, "list_messages": {"messages": history}})
+        self.claimed: set[str] = set()
+        super().__init__("memory", {"store_input": self.store, "list_messages": {"messages": history},
+                                    "claim_reply": self.claim})
+
+    def claim(self, arguments: dict) -> dict:
+        """Memory's claim: true for exactly one call per message."""
+        with self._lock:
+            won = arguments["message_id"] not in self.claimed
+            self.claimed.add(arguments["message_id"])
+        return {"claimed": won, "message_id": arguments["message_id"]}
 
     def store(self, arguments: dict) -> dict:
         data = arguments["input_data"]
@@ -107,7 +118,7 @@ def cognition() -> FakeService:
 
 
 def make_replier(memory, cognition, log, generator=None) -> Replier:
-    return Replier(memory, cognition, log, generator or BuiltinGenerator())
+    return Replier(Memory(memory), Cognition(cognition), log, generator or BuiltinGenerator())
 
 
 def events_of(log: InProcessEventLog) -> list[StoredEvent]:
@@ -242,10 +253,10 @@ def wait_for_replies_to_finish(log: InProcessEventLog, count: int, started_after
     raise AssertionError(f"replies did not finish within {deadline} s")
 
 
-def accept(replier: Replier, message: dict, key: str | None = None) -> None:
+def accept(replier: Replier, message: dict, key: str | None = None, replayed: bool = False) -> None:
     """What the input endpoint does: admit, store (here: the message is given), accept."""
     with replier.admit(USER, key) as ticket:
-        replier.accept(USER, message, ticket)
+        replier.accept(USER, message, ticket, replayed=replayed)
 
 
 def test_accept_announces_the_users_message_first_then_replies_in_the_background(memory, cognition, log):
@@ -265,8 +276,9 @@ def test_accepting_the_same_message_twice_announces_and_replies_once(memory, cog
     message = user_message()
     threads = set(threading.enumerate())
 
-    accept(replier, message)
-    accept(replier, dict(message))  # a retried POST: Memory replays the same stored message
+    accept(replier, message, key="u-1:retried")
+    # A retried POST with the same key: Memory replays the same stored message.
+    accept(replier, dict(message), key="u-1:retried", replayed=True)
 
     wait_for_replies_to_finish(log, 1, threads)
     types = types_of(events_of(log))
