@@ -19,7 +19,7 @@ def whole_number(name, default):
 
 
 # gunicorn's gevent worker, but with its own refusals (414, 431, bad HTTP) in the JSON error shape.
-worker_class = "common.gunicorn_worker.JsonErrorGeventWorker"
+worker_class = "common.serving.worker.JsonErrorGeventWorker"
 workers = whole_number("WEB_CONCURRENCY", 1)
 # Each open SSE stream holds one greenlet slot for its whole life; leave room for ordinary calls.
 worker_connections = whole_number("WORKER_CONNECTIONS", 12000)
@@ -35,7 +35,7 @@ graceful_timeout = 4
 keepalive = whole_number("GUNICORN_KEEPALIVE", 5)
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 # gunicorn's logger, with `?access_token=`, `?ticket=` and similar query values written as [redacted].
-logger_class = "common.gunicorn_worker.RedactingLogger"
+logger_class = "common.serving.worker.RedactingLogger"
 errorlog = "-"
 # gunicorn 27's control socket defaults to one path per user, which every service here would share.
 control_socket_disable = True
@@ -60,7 +60,7 @@ def _check_connection_limits():
     """Refuse a bad BODY_READ_TIMEOUT_SECONDS or MAX_CONNECTIONS_PER_* here, in one line, rather than
     in every worker's boot (the worker reads them again; this module only validates)."""
     from common.config import ConfigError, exit_on_config_error
-    from common.connection_limits import ConnectionLimits
+    from common.serving.connection_limits import ConnectionLimits
 
     try:
         ConnectionLimits.from_env()

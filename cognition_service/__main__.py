@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cognition_service.config import load_config
-from common.serve import Listen, serve
+from common.serving import Listen, serve
 
 
 def prepare() -> Listen:

@@ -13,13 +13,10 @@ from cognition_service.memory import MemoryReader
 from cognition_service.offload import CpuOffload
 from cognition_service.resources import build_resources
 from cognition_service.tools import build_tools
-from common.auth import install_host_check
-from common.client import ServiceClient
+from common.client import DependencyMonitor, ServiceClient
 from common.config import ConfigError, exit_on_config_error
-from common.health import DependencyMonitor, health_blueprint
 from common.mcp import mcp_blueprint
-from common.protocol import protocol_blueprint
-from common.webapp import base_app
+from common.server import base_app, health_blueprint, install_host_check, protocol_blueprint
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:

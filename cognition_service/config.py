@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cognition_service.analysis import AnalysisLimits
-from common.auth import allowed_hosts_setting, service_token_setting
+from common.client import ClientSettings
 from common.config import Env
-from common.mcp_origins import parse_allowed_origins
-from common.transport import ClientSettings
+from common.mcp import parse_allowed_origins
+from common.server.auth import allowed_hosts_setting, service_token_setting
 
 DEFAULT_MEMORY_SERVICE_URL = "http://localhost:9000"
 

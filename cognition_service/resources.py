@@ -9,7 +9,7 @@ from cognition_service.analysis import AnalysisType, Analyst
 from cognition_service.memory import MemoryReader
 from cognition_service.tools import ContextLimit, OptionalQuery
 from common.models import Arguments, Id
-from common.protocol import Resource
+from common.server import Resource
 
 
 class ContextParams(Arguments):

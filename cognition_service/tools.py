@@ -11,7 +11,7 @@ from cognition_service import context
 from cognition_service.analysis import AnalysisType, Analyst
 from cognition_service.memory import MemoryReader
 from common.models import Arguments, Id, Limit
-from common.protocol import Tool
+from common.server import Tool
 
 # As long as Memory's search accepts, so a whole message can be the query.
 Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32_000)]

@@ -1,6 +1,6 @@
 """One error hierarchy for every service and the network client.
 
-Each class carries its HTTP status and error code; views only raise, `common.http_errors` renders
+Each class carries its HTTP status and error code; views only raise, `common.server.http_errors` renders
 `{"error": {"code", "message", "details"}}`, and the client rebuilds the same class from a remote body
 so an error crosses services with its code intact.
 """

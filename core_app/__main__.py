@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from werkzeug.utils import import_string
 
-from common.serve import Listen, serve
+from common.serving import Listen, serve
 from core_app.config import load_config
 from core_app.embedded import embedded_values
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import g, request
 
-from common.auth import bearer_token
 from common.errors import Unauthorized
+from common.server import bearer_token
 from core_app.services import services
 from core_app.tokens import TokenUser
 

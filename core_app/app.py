@@ -9,9 +9,7 @@ from flask import Flask
 from werkzeug.routing import BaseConverter
 
 from common.config import ConfigError, exit_on_config_error
-from common.health import health_blueprint
-from common.stats import stats_blueprint
-from common.webapp import base_app
+from common.server import base_app, health_blueprint, stats_blueprint
 from core_app.config import load_config
 from core_app.limits import install_limits
 from core_app.services import build_services

@@ -13,9 +13,9 @@ from limits import parse_many
 from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 
-from common.auth import check_strong, is_loopback_host, service_token_setting
+from common.client import ClientSettings
 from common.config import ConfigError, Env
-from common.transport import ClientSettings
+from common.server.auth import check_strong, is_loopback_host, service_token_setting
 from core_app.reply_pool import ReplyLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,7 @@ from collections.abc import Mapping
 
 from werkzeug.utils import import_string
 
-from common.client import ServiceClient
-from common.inprocess import WSGIAdapter
+from common.client import ServiceClient, WSGIAdapter
 
 MEMORY_APP = "memory_service.app:create_app"
 COGNITION_APP = "cognition_service.app:create_app"

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from common.client import ClientSettings, RetryPolicy
+from common.client.transport import Transport
 from common.errors import ServiceError
-from common.retry import RetryPolicy
-from common.transport import ClientSettings, Transport
 
 
 class ProviderError(ServiceError):

@@ -17,8 +17,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common.credentials import MAX_EMAIL_INPUT, normalize_email
 from common.errors import ServiceError, TooManyRequests, UnsupportedMediaType
-from common.http_errors import error_response
-from common.protocol import read_json_object
+from common.server import read_json_object
+from common.server.http_errors import error_response
 from core_app.config import CoreConfig
 from core_app.slots import KeyedSlots
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 
-from common.client import ServiceClient
-from common.health import DependencyMonitor
+from common.client import DependencyMonitor, ServiceClient
 from core_app.cognition import Cognition
 from core_app.config import CoreConfig
 from core_app.embedded import mount_embedded_services

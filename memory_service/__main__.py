@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from common.config import UnusableSetting
-from common.serve import Listen, serve
+from common.serving import Listen, serve
 from memory_service.config import load_config
 from memory_service.store import StoreUnavailable, open_store
 

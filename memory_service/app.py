@@ -7,12 +7,9 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from common.auth import install_host_check
 from common.config import ConfigError, exit_on_config_error
-from common.health import health_blueprint
 from common.mcp import mcp_blueprint
-from common.protocol import protocol_blueprint
-from common.webapp import base_app
+from common.server import base_app, health_blueprint, install_host_check, protocol_blueprint
 from memory_service.config import load_config
 from memory_service.hashing import PasswordHashing
 from memory_service.resources import build_resources

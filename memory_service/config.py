@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from common.auth import allowed_hosts_setting, service_token_setting
 from common.config import Env
-from common.mcp_origins import parse_allowed_origins
+from common.mcp import parse_allowed_origins
 from common.models import DEFAULT_MAX_METADATA_BYTES
+from common.server.auth import allowed_hosts_setting, service_token_setting
 from memory_service.store import DatabaseLocation, parse_database_url
 from memory_service.store.idempotency import DEFAULT_TTL_SECONDS
 

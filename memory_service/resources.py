@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from common.models import Arguments, Id
-from common.protocol import Resource
+from common.server import Resource
 from memory_service.store import Store
 
 

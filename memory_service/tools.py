@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from common.models import Arguments, Email, Id, Limit, Metadata, Offset
-from common.protocol import CallContext, Tool
+from common.server import CallContext, Tool
 from memory_service import accounts
 from memory_service.hashing import PasswordHashing
 from memory_service.store import IdempotencyKey, Store

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from common.config import ConfigError, Env  # noqa: E402 - importable once the repository is on the path
-from common.serve import Listen, listening_socket  # noqa: E402
+from common.serving import Listen  # noqa: E402
+from common.serving.launch import listening_socket  # noqa: E402
 
 PORT_VARS = {"web": ("PORT", 8000), "memory": ("MEMORY_SERVICE_PORT", 9000),
              "cognition": ("COGNITION_SERVICE_PORT", 9100)}

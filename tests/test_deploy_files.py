@@ -50,7 +50,7 @@ def compose() -> dict:
 
 def settings_read_by_code() -> set[str]:
     names = set()
-    for path in [*REPO.glob("*/config.py"), REPO / "common" / "transport.py", REPO / "gunicorn.conf.py"]:
+    for path in [*REPO.glob("*/config.py"), REPO / "common" / "client" / "transport.py", REPO / "gunicorn.conf.py"]:
         pattern = r"""(?:env\.\w+|environ\.get|whole_number)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
         names |= set(re.findall(pattern, path.read_text()))
     return names
@@ -72,10 +72,10 @@ def test_procfile_runs_each_service_under_gunicorn_gevent_on_its_port():
 def test_gunicorn_config_suits_long_streams():
     namespace: dict = {}
     exec(compile((REPO / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
-    assert namespace["worker_class"] == "common.gunicorn_worker.JsonErrorGeventWorker"
+    assert namespace["worker_class"] == "common.serving.worker.JsonErrorGeventWorker"
     from gunicorn.workers.ggevent import GeventWorker
 
-    from common.gunicorn_worker import JsonErrorGeventWorker
+    from common.serving.worker import JsonErrorGeventWorker
 
     assert issubclass(JsonErrorGeventWorker, GeventWorker)
     assert namespace["graceful_timeout"] < 5  # honcho kills 5 s after SIGTERM

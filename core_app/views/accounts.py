@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from common.errors import Forbidden, NotFound, Unauthorized
-from common.protocol import parse_arguments, read_json_object
+from common.server import parse_arguments, read_json_object
 from core_app.access import current_user
 from core_app.limits import login_fields, sign_in_slots
 from core_app.responses import SignedIn, UserBody, Verified

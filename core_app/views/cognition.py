@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from flask import Blueprint, Response, g, jsonify
 
-from common.protocol import parse_arguments, read_json_object
+from common.server import parse_arguments, read_json_object
 from core_app.access import current_user
 from core_app.limits import search_slots
 from core_app.responses import Body

@@ -7,7 +7,8 @@ import re
 from flask import Blueprint, Response, jsonify, request
 
 from common.errors import InvalidRequest
-from common.protocol import IDEMPOTENCY_HEADER, parse_arguments, read_json_object
+from common.server import parse_arguments, read_json_object
+from common.server.protocol import IDEMPOTENCY_HEADER
 from core_app.access import current_user
 from core_app.responses import Received
 from core_app.schemas import HistoryQuery, MessageIn

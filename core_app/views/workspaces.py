@@ -7,7 +7,7 @@ from typing import TypeVar
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic import BaseModel
 
-from common.protocol import parse_arguments, read_json_object
+from common.server import parse_arguments, read_json_object
 from core_app.access import current_user
 from core_app.schemas import Page, WorkspaceIn, WorkspaceUpdate
 from core_app.services import services

@@ -30,7 +30,7 @@ from common.errors import (
     UnsupportedMediaType,
     from_body,
 )
-from common.http_errors import error_response
+from common.server.http_errors import error_response
 
 CLASSES = [
     (ServiceError, 500, "internal_error"),

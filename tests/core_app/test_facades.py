@@ -8,10 +8,8 @@ import json
 import pytest
 import responses
 
-from common.client import ServiceClient
+from common.client import ClientSettings, RetryPolicy, ServiceClient
 from common.errors import NotFound, Unauthorized
-from common.retry import RetryPolicy
-from common.transport import ClientSettings
 from core_app.cognition import Cognition
 from core_app.memory import Memory
 

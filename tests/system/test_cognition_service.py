@@ -9,10 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from common.client import ServiceClient
+from common.client import ClientSettings, RetryPolicy, ServiceClient
 from common.errors import Forbidden, InvalidArguments
-from common.retry import RetryPolicy
-from common.transport import ClientSettings
 from tests.system.support.polling import wait_until
 
 MEMORY_APP = "memory_service.app:create_app()"

@@ -19,9 +19,7 @@ from mcp import types as mcp_types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from common.client import ServiceClient
-from common.retry import RetryPolicy
-from common.transport import ClientSettings
+from common.client import ClientSettings, RetryPolicy, ServiceClient
 from tests.system.support.harness import ServiceProcess
 
 MEMORY_APP = "memory_service.app:create_app()"

@@ -7,10 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from common.client import ServiceClient
+from common.client import ClientSettings, RetryPolicy, ServiceClient
 from common.errors import ServiceUnavailable, Unauthorized
-from common.retry import RetryPolicy
-from common.transport import ClientSettings
 from tests.system.support.polling import wait_until
 
 APP = "memory_service.app:create_app()"

@@ -13,10 +13,8 @@ from collections import Counter
 import pytest
 import requests
 
-from common.client import ServiceClient
+from common.client import ClientSettings, RetryPolicy, ServiceClient
 from common.errors import ServiceError
-from common.retry import RetryPolicy
-from common.transport import ClientSettings
 from tests.system.faults.stack_probe import HealthWatch, dependency, frozen, health, untouched
 from tests.system.support.api import Api
 from tests.system.support.figures import latency_figures, report

@@ -12,9 +12,7 @@ from collections import Counter
 import pytest
 import requests
 
-from common.client import ServiceClient
-from common.retry import RetryPolicy
-from common.transport import ClientSettings
+from common.client import ClientSettings, RetryPolicy, ServiceClient
 from tests.system.faults.fault_proxy import FaultProxy
 from tests.system.faults.paced_sender import Outcome, send_paced
 from tests.system.faults.stack_probe import is_error_shape

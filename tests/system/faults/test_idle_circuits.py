@@ -17,11 +17,8 @@ import pybreaker
 import pytest
 import requests
 
-from common.client import ServiceClient
+from common.client import ClientSettings, DependencyMonitor, RetryPolicy, ServiceClient
 from common.errors import NotFound, ServiceError
-from common.health import DependencyMonitor
-from common.retry import RetryPolicy
-from common.transport import ClientSettings
 from tests.system.support.harness import ServiceProcess, free_port
 from tests.system.support.polling import wait_until
 from tests.system.support.stack import JWT_SECRET
@@ -102,7 +99,7 @@ def test_an_idle_healthy_stack_never_opens_a_circuit(idle_stack, caplog):
     probers = [cognition, *cores]
     marks = {proc.url: len(log_of(proc)) for proc in probers}
     probes_before = len(PROBE_LINE.findall(log_of(memory)))
-    caplog.set_level(logging.DEBUG, logger="common.transport")
+    caplog.set_level(logging.DEBUG, logger="common.client.transport")
 
     # Besides the services' own monitors: monitors and ordinary calls from here, each on its own connection,
     # ordinary calls with no retries at all (CLIENT_RETRIES=0), so nothing but the fix can save them.

@@ -34,7 +34,7 @@ SEED = 20_250_611
 RUN_DEADLINE_S = 60  # every client thread gives up after this, whatever happens
 POOL_SIZE = 50  # the default CLIENT_POOL_SIZE: what the Core may keep open to Memory after the reconnect storm
 # Besides its call pool, the client keeps the health probe's own connection and may have one in flight that
-# resends a request the server closed unanswered (common/transport.py): neither comes out of the pool.
+# resends a request the server closed unanswered (common/client/transport.py): neither comes out of the pool.
 BESIDES_POOL = 2
 # A leak per stream would show as 50 or more. Two of slack: the /debug/stats request just answered may still
 # have its handler greenlet and socket, and a health probe may be in flight.
