@@ -75,21 +75,22 @@ class Replier:
         gathers context. A replay (a retried POST; None: Memory did not say) is announced and answered
         only if it wins the claim: the first attempt may have been stored but lost on its way back (a 503
         to the user), and then this retry is the one that must reply."""
-        if replayed is False:
-            self._announce(user_id, message, ticket, claimed=False)
-            return
-        if ticket.replying:
-            return  # this process replies to it already; the ticket's `with` block gives its place back
-        try:
-            won = self.memory.claim_reply(user_id, message["id"])
-        except ServiceError as exc:
-            log.warning("no reply to %s: the claim failed: %s %s", message["id"], exc.code, exc.message)
-            self.events.publish(message["conversation_id"], "error", {
-                "code": exc.code, "message": exc.message, "response_id": uuid.uuid4().hex,
-                "in_reply_to": message["id"]})
-            return
-        if won:
-            self._announce(user_id, message, ticket, claimed=True)
+        with ticket.deciding():
+            if ticket.replying:
+                return  # this process replies to it already; the ticket's `with` block gives its place back
+            if replayed is False:
+                self._announce(user_id, message, ticket, claimed=False)
+                return
+            try:
+                won = self.memory.claim_reply(user_id, message["id"])
+            except ServiceError as exc:
+                log.warning("no reply to %s: the claim failed: %s %s", message["id"], exc.code, exc.message)
+                self.events.publish(message["conversation_id"], "error", {
+                    "code": exc.code, "message": exc.message, "response_id": uuid.uuid4().hex,
+                    "in_reply_to": message["id"]})
+                return
+            if won:
+                self._announce(user_id, message, ticket, claimed=True)
 
     def _announce(self, user_id: str, message: dict, ticket: Ticket, *, claimed: bool) -> None:
         self.events.publish(message["conversation_id"], "message", message)

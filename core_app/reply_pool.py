@@ -38,6 +38,9 @@ class _Place:
         self.key = key
         self.holders = 0  # tickets still inside their `with` block
         self.started = False  # a reply runs, or waits to run, on this place
+        # Requests sharing the place decide one at a time whether they start its reply, so a retry whose
+        # answer came back first cannot start a second reply beside the first write's.
+        self.deciding = threading.Lock()
         self.released = False
 
 
@@ -57,6 +60,10 @@ class Ticket:
         """Whether a reply already runs, or waits to run, on this place: a request with the same
         idempotency key started it in this process."""
         return self.place.started
+
+    def deciding(self) -> threading.Lock:
+        """Held while a request decides whether to start the reply on this place (`replying` first)."""
+        return self.place.deciding
 
     def __enter__(self) -> Ticket:
         return self
