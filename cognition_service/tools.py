@@ -10,14 +10,14 @@ from pydantic import AfterValidator, Field, StringConstraints
 from cognition_service import context
 from cognition_service.analysis import AnalysisType, Analyst
 from cognition_service.memory import MemoryReader
-from common.models import Arguments, Id, Limit
+from common.models import MAX_MESSAGE_CHARS, Arguments, Id, Limit
 from common.server import Tool
 
 # As long as Memory's search accepts, so a whole message can be the query.
-Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32_000)]
+Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_MESSAGE_CHARS)]
 # A blank query means "no query": the resource's `?query=` arrives as "" when the caller leaves it empty.
 OptionalQuery = Annotated[
-    Annotated[str, StringConstraints(strip_whitespace=True, max_length=32_000)] | None,
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_MESSAGE_CHARS)] | None,
     AfterValidator(lambda value: value or None),
 ]
 # 200 × the candidate factor of 5 is Memory's largest search page, so every limit gets re-ranking room.

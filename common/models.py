@@ -1,4 +1,5 @@
-"""Pydantic building blocks shared by every service's tool arguments."""
+"""Pydantic building blocks shared by every service's tool arguments, and the field types and limits that
+the Core App's API and Memory's tools both enforce, defined here once."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ DEFAULT_MAX_METADATA_BYTES = 16 * 1024
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Limit = Annotated[int, Field(ge=1, le=1000)]
 Offset = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+MAX_MESSAGE_CHARS = 32_000
+"""The longest message content, and the longest search query (a whole message may be the query)."""
+Content = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+SearchQuery = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+"""A person's or a workspace's name."""
+Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=500)]
 
 
 def _plain_json(value: Any, depth: int = 1) -> Any:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from common.errors import ServiceError, TooManyRequests
+from common.models import MAX_MESSAGE_CHARS
 from core_app.cognition import Cognition
 from core_app.events import EventLog
 from core_app.generators import Generator, Prompt
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 
 CONTEXT_LIMIT = 5
 HISTORY_TURNS = 20
-MAX_CONTENT = 32_000
 
 T = TypeVar("T")
 
@@ -128,8 +128,8 @@ class Replier:
                 # Let the streams write between deltas (a yield to the hub under gevent), so a fast
                 # generator's burst does not pile up in every subscriber's buffer at once.
                 time.sleep(0)
-            # A message holds at most MAX_CONTENT characters; a longer reply is stored cut at that length.
-            content = "".join(parts)[:MAX_CONTENT] or "…"
+            # A message holds at most MAX_MESSAGE_CHARS characters; a longer reply is stored cut at that length.
+            content = "".join(parts)[:MAX_MESSAGE_CHARS] or "…"
             stored = self.memory.store_reply(user_id, conversation_id, content,
                                              {"response_id": response_id, "in_reply_to": message["id"]},
                                              idempotency_key=f"reply-{response_id}").body()

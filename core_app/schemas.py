@@ -6,19 +6,26 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from common.models import Arguments, Email, Id, Limit, Metadata, Offset, SmallMetadata
+from common.models import (
+    Arguments,
+    Content,
+    Description,
+    Email,
+    Id,
+    Limit,
+    Metadata,
+    Name,
+    Offset,
+    SearchQuery,
+    SmallMetadata,
+    Topic,
+)
 from core_app.passwords import MAX_LENGTH, password_problem
-
-Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=500)]
-Content = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
-Query = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
 
 
 class Register(Arguments):
     email: Email
-    name: Text100
+    name: Name
     password: Annotated[str, StringConstraints(max_length=MAX_LENGTH)]
 
     @field_validator("password")
@@ -41,13 +48,13 @@ class Page(Arguments):
 
 
 class WorkspaceIn(Arguments):
-    name: Text100
+    name: Name
     description: Description = ""
     metadata: Metadata = Field(default_factory=dict)
 
 
 class WorkspaceUpdate(Arguments):
-    name: Text100 | None = None
+    name: Name | None = None
     description: Description | None = None
     metadata: Metadata | None = None
 
@@ -94,13 +101,13 @@ class StreamQuery(Arguments):
 
 
 class ContextIn(Arguments):
-    query: Query | None = None
+    query: SearchQuery | None = None
     conversation_id: Id | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 10
 
 
 class SearchIn(Arguments):
-    query: Query
+    query: SearchQuery
     limit: Annotated[int, Field(ge=1, le=100)] = 10
     include_conversations: bool = True
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from common.models import Arguments, Email, Id, Limit, Metadata, Offset
+from common.models import Arguments, Content, Description, Email, Id, Limit, Metadata, Name, Offset, SearchQuery, Topic
 from common.server import CallContext, Tool
 from memory_service import accounts
 from memory_service.hashing import PasswordHashing
@@ -16,19 +16,12 @@ from memory_service.store import IdempotencyKey, Store
 
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-WorkspaceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Description = Annotated[str, StringConstraints(max_length=500)]
-Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Content = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
-# Long enough to search with a whole message as the query (Cognition does), bounded all the same.
-Query = Annotated[str, StringConstraints(min_length=1, max_length=32_000)]
 Participants = Annotated[list[Id], Field(max_length=100)]
 
 
 class CreateUser(Arguments):
     email: Email
-    name: PersonName
+    name: Name
     password: NewPassword
 
 
@@ -42,7 +35,7 @@ class UserArgs(Arguments):
 
 
 class CreateWorkspace(UserArgs):
-    name: WorkspaceName
+    name: Name
     description: Description = ""
     metadata: Metadata = Field(default_factory=dict)
 
@@ -57,7 +50,7 @@ class WorkspaceArgs(UserArgs):
 
 
 class UpdateWorkspace(WorkspaceArgs):
-    name: WorkspaceName | None = None
+    name: Name | None = None
     description: Description | None = None
     metadata: Metadata | None = None
 
@@ -123,7 +116,7 @@ class ListMessages(ConversationArgs):
 
 
 class SearchMessages(UserArgs):
-    query: Query
+    query: SearchQuery
     conversation_id: Id | None = None
     limit: Limit = 10
     offset: Offset = Field(0, description="skip this many of the best matches (a page's next_offset)")
