@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -82,7 +82,7 @@ def finite_stream(items: Iterable[dict]) -> Iterator[bytes]:
 class Subscription(Protocol):
     """A live source of events for one client."""
 
-    def wait(self, timeout: float) -> list[Encodable] | None:
+    def wait(self, timeout: float) -> Sequence[Encodable] | None:
         """Events ready within `timeout` (maybe none); None once the subscription has ended."""
 
     def close(self) -> None:

@@ -51,8 +51,8 @@ def _login_email() -> str:
             raw = login_fields().get("email")
         except ServiceError:  # a body the view refuses itself, with its own 4xx
             raw = None
-        usable = isinstance(raw, str) and len(raw) <= MAX_EMAIL_INPUT  # longer is refused as invalid anyway
-        g.login_email = normalize_email(raw) if usable else ""
+        # Longer is refused as invalid anyway.
+        g.login_email = normalize_email(raw) if isinstance(raw, str) and len(raw) <= MAX_EMAIL_INPUT else ""
     return g.login_email
 
 

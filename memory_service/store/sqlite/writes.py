@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 MAX_BATCH = 64
@@ -87,7 +88,7 @@ class GroupCommitter:
                 if not batch:
                     break
                 try:
-                    self._run(lambda conn, batch=batch: commit_batch(conn, batch))
+                    self._run(partial(commit_batch, batch=batch))
                 except BaseException:  # noqa: BLE001 - every job already carries the error
                     pass
                 for job in batch:
