@@ -12,15 +12,9 @@ import jwt
 import pytest
 
 from core_app.app import create_app
-from tests.core_app.conftest import (
-    JWT_SECRET,
-    PASSWORD,
-    assert_error,
-    core_config,
-    new_conversation,
-    sign_up,
-    unique_email,
-)
+from tests.core_app.accounts import PASSWORD, sign_up, unique_email
+from tests.core_app.api_calls import assert_error, new_conversation
+from tests.core_app.embedded_config import JWT_SECRET, core_config
 
 PUBLIC_USER_FIELDS = {"id", "email", "name", "created_at"}
 

@@ -11,7 +11,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from core_app.app import create_app
-from tests.core_app.conftest import PASSWORD, assert_error, core_config, unique_email
+from tests.core_app.accounts import PASSWORD, unique_email
+from tests.core_app.api_calls import assert_error
+from tests.core_app.embedded_config import core_config
 
 GENEROUS = "100000/minute"
 

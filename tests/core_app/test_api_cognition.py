@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.core_app.conftest import assert_error, new_conversation, new_workspace, post_message, wait_for_reply
+from tests.core_app.api_calls import assert_error, new_conversation, new_workspace, post_message, wait_for_reply
 
 WORD = f"kohlrabi{uuid.uuid4().hex[:6]}"
 

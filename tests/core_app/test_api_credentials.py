@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.core_app.conftest import PASSWORD, assert_error, unique_email
+from tests.core_app.accounts import PASSWORD, unique_email
+from tests.core_app.api_calls import assert_error
 
 
 def register(client, email: str, password: str = PASSWORD, name: str = "Jo"):

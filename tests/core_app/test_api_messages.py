@@ -9,17 +9,10 @@ import uuid
 
 import pytest
 
-from tests.core_app.conftest import (
-    assert_error,
-    assistant_message_for,
-    eventually,
-    history,
-    listening,
-    new_conversation,
-    post_message,
-    sign_up,
-    wait_for_reply,
-)
+from tests.core_app.accounts import sign_up
+from tests.core_app.api_calls import assert_error, history, new_conversation, post_message, wait_for_reply
+from tests.core_app.output_stream import assistant_message_for, listening
+from tests.core_app.polling import eventually
 
 
 def messages_url(conversation_id: str) -> str:

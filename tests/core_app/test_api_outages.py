@@ -9,16 +9,10 @@ import requests
 from requests.adapters import BaseAdapter
 
 from core_app.app import create_app
-from tests.core_app.conftest import (
-    assert_error,
-    assistant_message_for,
-    core_config,
-    history,
-    listening,
-    new_conversation,
-    post_message,
-    sign_up,
-)
+from tests.core_app.accounts import sign_up
+from tests.core_app.api_calls import assert_error, history, new_conversation, post_message
+from tests.core_app.embedded_config import core_config
+from tests.core_app.output_stream import assistant_message_for, listening
 
 
 class Unreachable(BaseAdapter):

@@ -14,15 +14,10 @@ from flask.testing import FlaskClient
 
 from core_app.app import create_app
 from core_app.generators import BuiltinGenerator, Prompt
-from tests.core_app.conftest import (
-    Account,
-    assert_error,
-    core_config,
-    eventually,
-    history,
-    new_conversation,
-    sign_up,
-)
+from tests.core_app.accounts import Account, sign_up
+from tests.core_app.api_calls import assert_error, history, new_conversation
+from tests.core_app.embedded_config import core_config
+from tests.core_app.polling import eventually
 
 # One reply runs, two wait; a user may hold two of those three places.
 LIMITS = {"REPLY_CONCURRENCY": "1", "REPLY_QUEUE": "2", "REPLIES_PER_USER": "2"}

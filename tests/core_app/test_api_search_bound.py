@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from core_app.app import create_app
-from tests.core_app.conftest import assert_error, core_config, sign_up
+from tests.core_app.accounts import sign_up
+from tests.core_app.api_calls import assert_error
+from tests.core_app.embedded_config import core_config
 
 COSTLY = [("/v1/search", {"query": "anything"}), ("/v1/context", {"query": "anything"}),
           ("/v1/analyze", {"conversation_id": "c1", "analysis_type": "summary"})]

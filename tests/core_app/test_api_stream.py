@@ -11,20 +11,11 @@ import pytest
 from core_app.app import create_app
 from core_app.events import EventId
 from core_app.tokens import TokenIssuer
-from tests.core_app.conftest import (
-    JWT_SECRET,
-    Account,
-    assert_error,
-    assistant_message_for,
-    core_config,
-    eventually,
-    listening,
-    new_conversation,
-    post_message,
-    sign_up,
-    stream_url,
-    wait_for_reply,
-)
+from tests.core_app.accounts import Account, sign_up
+from tests.core_app.api_calls import assert_error, new_conversation, post_message, wait_for_reply
+from tests.core_app.embedded_config import JWT_SECRET, core_config
+from tests.core_app.output_stream import assistant_message_for, listening, stream_url
+from tests.core_app.polling import eventually
 
 
 def test_the_first_frame_sets_retry_and_says_connected(client, alice):

@@ -7,16 +7,16 @@ import uuid
 
 import pytest
 
-from tests.core_app.conftest import (
+from tests.core_app.accounts import sign_up
+from tests.core_app.api_calls import (
     assert_error,
     history,
     new_conversation,
     new_workspace,
     post_message,
-    sign_up,
-    stream_url,
     wait_for_reply,
 )
+from tests.core_app.output_stream import stream_url
 
 # --- workspaces ---------------------------------------------------------------------------------------
 
