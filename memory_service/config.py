@@ -26,6 +26,7 @@ class MemoryConfig:
     log_level: str
     max_body_bytes: int
     db_pool_size: int
+    db_pool_timeout: int
     sqlite_synchronous: str
     mcp_allowed_origins: tuple[str, ...]
     max_conversation_participants: int
@@ -53,6 +54,9 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         log_level=env.log_level(),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
+        # PostgreSQL only: how long a call waits for a pooled connection (all busy, or the server down)
+        # before it is answered 503 `unavailable`.
+        db_pool_timeout=env.int("DB_POOL_TIMEOUT", 5, minimum=1, maximum=60),
         sqlite_synchronous=env.choice("SQLITE_SYNCHRONOUS", "normal", ("normal", "full")),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),
         max_conversation_participants=env.int("MAX_CONVERSATION_PARTICIPANTS", 100, minimum=1, maximum=10_000),

@@ -1,8 +1,13 @@
 """The Memory Service's SQLite schema. Created with IF NOT EXISTS: an existing database keeps its data.
 
 Data migrations are plain SQL guarded by a row in `schema_migrations`: the whole script runs at every
-start in one transaction, and a migration changes an existing database once.
+start in one transaction (BEGIN IMMEDIATE, so processes starting together run it one after another), and
+a migration changes an existing database once. `schema_version` records, in one row, the version of this
+file the database was last brought to, as the PostgreSQL backend's does.
 """
+
+SCHEMA_VERSION = 1
+"""Raise with every change to the schema below."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -105,6 +110,12 @@ SCHEMA_AFTER_COLUMNS = (
     "CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys(created_at)",
     "CREATE INDEX IF NOT EXISTS idempotency_keys_subject ON idempotency_keys(subject_id)",
     # Deleting an object deletes the replayable copies of it; cascades fire these too.
+    "CREATE TABLE IF NOT EXISTS schema_version (singleton INTEGER PRIMARY KEY CHECK (singleton = 1),"
+    " version INTEGER NOT NULL, updated_at TEXT NOT NULL)",
+    "INSERT INTO schema_version (singleton, version, updated_at)"
+    f" VALUES (1, {SCHEMA_VERSION}, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'))"
+    " ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at"
+    " WHERE version < excluded.version",
     *(f"CREATE TRIGGER IF NOT EXISTS {table}_idempotency_delete AFTER DELETE ON {table} BEGIN"
       " DELETE FROM idempotency_keys WHERE subject_id = old.id; END"
       for table in ("messages", "conversations", "workspaces")),

@@ -9,11 +9,8 @@ nothing returned depends on anyone else's messages.
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 import sqlite3
-import unicodedata
 from typing import Any
 
 from memory_service.store.pages import take_within
@@ -22,35 +19,11 @@ from memory_service.store.sqlite.database import Database
 from memory_service.store.sqlite.messages import message_from_row
 from memory_service.store.sqlite.users import require_user
 from memory_service.store.values import page_bounds
+from memory_service.store.words import MAX_TOKENS, fold, terms
 
-MAX_TOKENS = 64
+__all__ = ["MAX_TOKENS", "fold", "search_messages", "terms"]
+
 K1, B = 1.2, 0.75  # BM25's usual constants, as FTS5 uses them
-# Letters and digits only, like FTS5's unicode61 tokenizer; underscores separate words there too.
-_WORD = re.compile(r"[^\W_]+")
-
-
-@functools.lru_cache(maxsize=4096)
-def fold(word: str) -> str:
-    """A word as the index stores it (unicode61, remove_diacritics 2): lower case with a final sigma as σ,
-    and a Latin letter's marks dropped ("Zürich" is "zurich", "İstanbul" is "istanbul"); other scripts keep
-    their marks, as the tokenizer does."""
-    letters: list[str] = []
-    latin = False  # whether the last base letter was Latin, so the marks after it go
-    for char in unicodedata.normalize("NFD", word.lower().replace("ς", "σ")):
-        if unicodedata.combining(char):
-            if not latin:
-                letters.append(char)
-            continue
-        latin = char.isascii()
-        letters.append(char)
-    return unicodedata.normalize("NFC", "".join(letters))
-
-
-def terms(query: str) -> list[str]:
-    """The query's distinct words as index terms, at most MAX_TOKENS of them. Any text is only words
-    here: FTS5 syntax (quotes, AND, NEAR, column filters) means nothing."""
-    return list(dict.fromkeys(fold(word) for word in _WORD.findall(query)))[:MAX_TOKENS]
-
 
 # Okapi BM25 over the caller's matching messages (`scope`), from where the index says each query term
 # occurs (`messages_fts_instances`, an fts5vocab table): term counts per message, document frequencies and

@@ -1,0 +1,217 @@
+"""Messages: stored in order by a per-conversation sequence, read chronologically or as a user's history;
+and reply claims, one per message ever.
+
+The sequence comes from the conversation's row, locked by the writer (`FOR UPDATE`) and advanced in the
+same transaction as the message and its idempotency key: a writer on another process waits for the lock,
+so sequences stay unique and gap-free, and a rolled-back write gives its number back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+from common.errors import InvalidArguments, NotFound
+from memory_service.store import access
+from memory_service.store.idempotency import IdempotencyKey
+from memory_service.store.pages import take_within
+from memory_service.store.postgresql.conversations import READABLE_CONVERSATION_IDS, load_conversation
+from memory_service.store.postgresql.database import Connection, Database, one
+from memory_service.store.postgresql.users import require_user
+from memory_service.store.values import MAX_LIMIT, clamp, encode_metadata, new_id, utc_now
+from memory_service.store.words import folded_text
+
+ROLES = ("user", "assistant", "system")
+COLUMNS = "seq_global, id, conversation_id, sender_id, role, content, metadata_json, sequence, created_at"
+_AFTER_LAST = 2**63 - 1  # above any seq_global, so the first history page starts at the newest
+
+
+def message_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The public shape of a message."""
+    return {"id": row["id"], "conversation_id": row["conversation_id"], "sender_id": row["sender_id"],
+            "role": row["role"], "content": row["content"], "metadata": json.loads(row["metadata_json"]),
+            "sequence": row["sequence"], "created_at": row["created_at"]}
+
+
+def _load(conn: Connection, message_id: str) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {COLUMNS} FROM messages WHERE id = %s", (message_id,)).fetchone()
+    if row is None:
+        raise NotFound("message not found")
+    return row
+
+
+def load_for(conn: Connection, user_id: str, message_id: str, *, modify: bool = False) -> dict[str, Any]:
+    """The message's row if the user may read its conversation (and, with `modify`, change it)."""
+    try:
+        row = _load(conn, message_id)
+    except NotFound:
+        require_user(conn, user_id)  # an unknown acting user is reported before an unknown message
+        raise
+    conversation = load_conversation(conn, user_id, row["conversation_id"])
+    if modify:
+        access.check_message_change(user_id, row["sender_id"], conversation["owner_id"])
+    return row
+
+
+def store_input(db: Database, user_id: str, conversation_id: str, content: str, role: str = "user",
+                metadata: dict[str, Any] | None = None, *,
+                idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+    """Append a message from the user to a conversation they may read, with the next sequence number."""
+    if role not in ROLES:
+        raise InvalidArguments(f"role must be one of {', '.join(ROLES)}")
+    metadata_json = encode_metadata(metadata, db.max_metadata_bytes)
+
+    def tx(conn: Connection) -> dict[str, Any]:
+        load_conversation(conn, user_id, conversation_id, lock=True)
+        message_id, now = new_id(), utc_now()
+        sequence = one(conn.execute(
+            "UPDATE conversations SET next_sequence = next_sequence + 1, updated_at = %s WHERE id = %s"
+            " RETURNING next_sequence - 1 AS sequence", (now, conversation_id)))["sequence"]
+        conn.execute(
+            "INSERT INTO messages (id, conversation_id, sender_id, role, content, metadata_json, sequence,"
+            " created_at, search_vector) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, to_tsvector('simple', %s))",
+            (message_id, conversation_id, user_id, role, content, metadata_json, sequence, now,
+             folded_text(content)))
+        message = {"id": message_id, "conversation_id": conversation_id, "sender_id": user_id, "role": role,
+                   "content": content, "metadata": json.loads(metadata_json), "sequence": sequence,
+                   "created_at": now}
+        return {"status": "stored", "user_id": user_id, "item_id": message_id, "sequence": sequence,
+                "message": message, "replayed": False}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def get_message(db: Database, user_id: str, message_id: str) -> dict[str, Any]:
+    """The message, for anyone who may read its conversation."""
+    return db.lookup(lambda conn: {"message": message_from_row(load_for(conn, user_id, message_id))})
+
+
+def update_message(db: Database, user_id: str, message_id: str, content: str | None = None,
+                   metadata: dict[str, Any] | None = None, *,
+                   idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+    """Change the content and/or metadata (None leaves it unchanged), sender or workspace owner only."""
+    metadata_json = None if metadata is None else encode_metadata(metadata, db.max_metadata_bytes)
+
+    def tx(conn: Connection) -> dict[str, Any]:
+        row = load_for(conn, user_id, message_id, modify=True)
+        new_content = row["content"] if content is None else content
+        updated = conn.execute(
+            f"UPDATE messages SET content = %s, metadata_json = COALESCE(%s, metadata_json),"
+            f" search_vector = to_tsvector('simple', %s) WHERE id = %s RETURNING {COLUMNS}",
+            (new_content, metadata_json, folded_text(new_content), message_id)).fetchone()
+        if updated is None:
+            raise NotFound("message not found")
+        return {"message": message_from_row(updated)}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def delete_message(db: Database, user_id: str, message_id: str, *,
+                   idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+    """Delete the message; its sequence number is never reused. Only the sender or workspace owner may."""
+
+    def tx(conn: Connection) -> dict[str, Any]:
+        load_for(conn, user_id, message_id, modify=True)
+        conn.execute("DELETE FROM messages WHERE id = %s", (message_id,))
+        return {"deleted": True, "id": message_id}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def claim_reply(db: Database, user_id: str, message_id: str, *,
+                idempotency: IdempotencyKey | None = None) -> dict[str, Any]:
+    """`claimed` true for the first claim on the message, false for every later one, on any process: the
+    primary key decides (a second claim waits for the first to commit, then does nothing)."""
+
+    def tx(conn: Connection) -> dict[str, Any]:
+        load_for(conn, user_id, message_id)
+        claimed = conn.execute("INSERT INTO reply_claims (message_id, claimed_at) VALUES (%s, %s)"
+                               " ON CONFLICT DO NOTHING", (message_id, utc_now())).rowcount == 1
+        return {"claimed": claimed, "message_id": message_id}
+
+    return db.write(tx, idempotency=idempotency)
+
+
+def _page(conn: Connection, conversation_id: str, after_sequence: int, limit: int, budget: int,
+          latest: bool = False) -> tuple[list[dict[str, Any]], bool]:
+    order = "DESC" if latest else "ASC"
+    with conn.cursor() as cursor:
+        cursor.execute(f"SELECT {COLUMNS} FROM messages WHERE conversation_id = %s AND sequence > %s"
+                       f" ORDER BY sequence {order} LIMIT %s", (conversation_id, after_sequence, limit + 1))
+        messages, more = take_within(map(message_from_row, cursor), limit, budget)
+    return (messages[::-1] if latest else messages), more
+
+
+def list_messages(db: Database, user_id: str, conversation_id: str, after_sequence: int = 0, limit: int = 100,
+                  latest: bool = False) -> dict[str, Any]:
+    """Up to `limit` messages after `after_sequence`, chronological (the last `limit` with `latest`),
+    bounded by `db.max_page_bytes` of JSON as on SQLite."""
+    limit, after_sequence = clamp(limit, 1, MAX_LIMIT), max(0, int(after_sequence))
+
+    def tx(conn: Connection) -> dict[str, Any]:
+        load_conversation(conn, user_id, conversation_id)
+        messages, more = _page(conn, conversation_id, after_sequence, limit, db.max_page_bytes, latest)
+        return {"messages": messages, "count": len(messages), "conversation_id": conversation_id,
+                "has_more": more, "next_after_sequence": messages[-1]["sequence"] if messages else after_sequence}
+
+    return db.read(tx)
+
+
+def iter_conversation(db: Database, user_id: str, conversation_id: str, page_size: int = 500) -> Iterator[dict]:
+    """Every message of the conversation in order, read page by page; access is checked before returning."""
+    db.read(lambda conn: load_conversation(conn, user_id, conversation_id))
+    page_size = clamp(page_size, 1, MAX_LIMIT)
+
+    def pages() -> Iterator[dict]:
+        after = 0
+        while True:
+            page, more = db.read(partial(_page, conversation_id=conversation_id, after_sequence=after,
+                                         limit=page_size, budget=db.max_page_bytes))
+            yield from page
+            if not more:
+                return
+            after = page[-1]["sequence"]
+
+    return pages()
+
+
+def iter_history(db: Database, user_id: str, limit: int | None = None, page_size: int = 500) -> Iterator[dict]:
+    """At most `limit` messages from every conversation the user may read, newest stored first."""
+    db.read(lambda conn: require_user(conn, user_id))
+    page_size = clamp(page_size, 1, MAX_LIMIT)
+    remaining = None if limit is None else max(0, int(limit))
+
+    def history_page(conn: Connection, before: int, size: int) -> tuple[list[dict], bool]:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT {COLUMNS} FROM messages WHERE conversation_id IN ({READABLE_CONVERSATION_IDS})"
+                           " AND seq_global < %(before)s ORDER BY seq_global DESC LIMIT %(size)s",
+                           {"user_id": user_id, "before": before, "size": size + 1})
+            rows = ({**message_from_row(row), "_seq": row["seq_global"]} for row in cursor)
+            return take_within(rows, size, db.max_page_bytes)
+
+    def pages() -> Iterator[dict]:
+        before, left = _AFTER_LAST, remaining
+        while left is None or left > 0:
+            size = page_size if left is None else min(page_size, left)
+            page, more = db.read(partial(history_page, before=before, size=size))
+            for message in page:
+                yield {key: value for key, value in message.items() if key != "_seq"}
+            if not more:
+                return
+            before = page[-1]["_seq"]
+            left = None if left is None else left - len(page)
+
+    return pages()
+
+
+def count_history(db: Database, user_id: str) -> int:
+    """How many messages the user may read across all their conversations."""
+
+    def tx(conn: Connection) -> int:
+        require_user(conn, user_id)
+        return int(one(conn.execute(f"SELECT COUNT(*) AS n FROM messages WHERE conversation_id IN"
+                                    f" ({READABLE_CONVERSATION_IDS})", {"user_id": user_id}))["n"])
+
+    return db.read(tx)
