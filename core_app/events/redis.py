@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -89,13 +89,14 @@ class RedisEventLog(EventLog):
         key = self.key(conversation_id)
         with self.guard():
             if after is None:
-                last = self.client.xrevrange(key, count=1)
+                last: Any = self.client.xrevrange(key, count=1)
                 events: list[StoredEvent] = []
                 position = StreamId.parse(last[0][0]) if last else START
             else:
                 assert isinstance(after, StreamId), "positions come from parse_position"
-                events = self._after(self.client.xrange(key, min=str(after)), after)
-                position = events[-1].id if events else after
+                entries: Any = self.client.xrange(key, min=str(after))
+                events = self._after(entries, after)
+                position = cast(StreamId, events[-1].id) if events else after
             self.reader.follow(conversation_id, position)
         return Backlog(events, position)
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -63,9 +63,10 @@ class Reader:
     def __init__(self, events: RedisEventLog, block_seconds: float = 5.0) -> None:
         self.events = events
         self.block_ms = max(1, int(block_seconds * 1000))
-        # Its own connection: a blocking read must never hold one of the publishers' pool.
+        # Its own connection (made at the first read, so Core starts while Redis is down): a blocking read
+        # must never hold one of the publishers' pool.
         self.client = redis.Redis.from_url(
-            events.url, single_connection_client=True, socket_connect_timeout=2,
+            events.url, max_connections=1, socket_connect_timeout=2,
             socket_timeout=block_seconds + 5, retry=Retry(NoBackoff(), 0), client_name=events.client_name)
         self.wake_key = f"{events.prefix}:reader:{uuid.uuid4().hex}"
         self.cursors: dict[str, StreamId] = {}
@@ -111,22 +112,23 @@ class Reader:
             thread.join(timeout=5)
         self.client.close()
 
-    def _streams(self, wake_cursor: bytes) -> dict[str, bytes | str]:
+    def _streams(self, wake_cursor: bytes) -> dict[Any, Any]:
         """What to read now: the wake-up stream and each followed conversation still listened to here."""
         listened = set(self.events.fanout.conversations())
         with self._lock:
             for conversation_id in [c for c in self.cursors if c not in listened]:
                 del self.cursors[conversation_id]
-            streams: dict[str, bytes | str] = {self.wake_key: wake_cursor}
+            streams: dict[Any, Any] = {self.wake_key: wake_cursor}
             streams.update({self.events.key(c): str(p) for c, p in self.cursors.items()})
         return streams
 
     def _run(self) -> None:
-        wake_cursor, pause = b"0-0", 0.05
+        wake_cursor: bytes = b"0-0"
+        pause = 0.05
         key_prefix = self.events.key("").encode()
         while not self._stopped:
             try:
-                reply = self.client.xread(self._streams(wake_cursor), count=READ_COUNT, block=self.block_ms)
+                reply: Any = self.client.xread(self._streams(wake_cursor), count=READ_COUNT, block=self.block_ms)
                 self.reads += 1
             except redis.RedisError as exc:
                 if self._stopped:
@@ -149,7 +151,7 @@ class Reader:
         for raw_id, fields in entries:
             event = self.events.stored(raw_id, fields)
             fanout.deliver(conversation_id, event)
-            last = event.id
+            last = cast(StreamId, event.id)
         with self._lock:
             current = self.cursors.get(conversation_id)
             # Never backwards: a subscriber that came meanwhile may have moved it past this batch.
