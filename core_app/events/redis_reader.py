@@ -114,8 +114,10 @@ class Reader:
 
     def _streams(self, wake_cursor: bytes) -> dict[Any, Any]:
         """What to read now: the wake-up stream and each followed conversation still listened to here."""
-        listened = set(self.events.fanout.conversations())
         with self._lock:
+            # Looked at under the lock: `follow` sets a cursor under it after the subscriber was added to
+            # the fan-out, so a cursor set since is never pruned on an older look.
+            listened = set(self.events.fanout.conversations())
             for conversation_id in [c for c in self.cursors if c not in listened]:
                 del self.cursors[conversation_id]
             streams: dict[Any, Any] = {self.wake_key: wake_cursor}
