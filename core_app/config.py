@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class CoreConfig:
     subscriber_buffer_bytes: int
     event_log_conversation_bytes: int
     event_log_bytes: int
+    redis_url: str | None
+    redis_key_prefix: str
+    redis_pool_size: int
+    web_concurrency: int
     streams_per_user: int
     stream_send_buffer_bytes: int
     stream_access_check_seconds: float
@@ -108,6 +113,38 @@ def keyless_allowed(env: Env, base_url: str) -> bool:
     return "LLM_API_KEY" in env.values and is_loopback_host(urlparse(base_url).hostname or "")
 
 
+def redis_url(env: Env) -> str | None:
+    """REDIS_URL: the shared event log (redis:// or rediss://); unset, the in-process one."""
+    value = env.str("REDIS_URL")
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise ConfigError("REDIS_URL", f"must be a redis:// or rediss:// URL, got {redact(value)!r}")
+    try:
+        parsed.port  # noqa: B018 - reading it validates the port number
+    except ValueError:
+        raise ConfigError("REDIS_URL", f"has an invalid port: {redact(value)!r}") from None
+    return value
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for a message."""
+    parsed = urlparse(url)
+    return url if parsed.password is None else url.replace(f":{parsed.password}@", ":[redacted]@", 1)
+
+
+def worker_count(env: Env, shared_log: bool) -> int:
+    """WEB_CONCURRENCY, refused above 1 without REDIS_URL: each worker would keep its own in-process
+    event log, and a message posted through one would never reach the streams another holds."""
+    workers = env.int("WEB_CONCURRENCY", 1, minimum=1)
+    if workers > 1 and not shared_log:
+        raise ConfigError("WEB_CONCURRENCY", f"must be 1 for the Core App without REDIS_URL, got {workers}: the "
+                                             "in-process event log is per worker, so a message posted through "
+                                             "one worker would never reach streams held by another")
+    return workers
+
+
 def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
     env = Env(values)
     environment = env.choice("CORTEX_ENV", "development", ("development", "production"))
@@ -130,6 +167,10 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
     if base_url is not None and api_key is None and not keyless_allowed(env, base_url):
         raise ConfigError("LLM_API_KEY", "is required when LLM_PROVIDER is openai (for a server on this machine "
                                          "that needs no key, set LLM_API_KEY to an empty value)")
+    shared_log = redis_url(env)
+    prefix = env.str("REDIS_KEY_PREFIX", "cortex") or "cortex"
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", prefix):
+        raise ConfigError("REDIS_KEY_PREFIX", f"must be 1-64 letters, digits, '_', '.', ':' or '-', got {prefix!r}")
     return CoreConfig(
         host=env.str("HOST", "127.0.0.1") or "127.0.0.1",
         port=env.int("PORT", 8000, minimum=1, maximum=65535),
@@ -155,6 +196,10 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         subscriber_buffer_bytes=env.int("SUBSCRIBER_BUFFER_BYTES", 1 << 20, minimum=1024),
         event_log_conversation_bytes=env.int("EVENT_LOG_CONVERSATION_BYTES", 4 << 20, minimum=1024),
         event_log_bytes=env.int("EVENT_LOG_BYTES", 128 << 20, minimum=1024),
+        redis_url=shared_log,
+        redis_key_prefix=prefix,
+        redis_pool_size=env.int("REDIS_POOL_SIZE", 10, minimum=1, maximum=1000),
+        web_concurrency=worker_count(env, shared_log is not None),
         streams_per_user=env.int("STREAMS_PER_USER", 20, minimum=1),
         stream_send_buffer_bytes=env.int("STREAM_SEND_BUFFER_BYTES", 64 << 10, minimum=0),
         stream_access_check_seconds=env.float("STREAM_ACCESS_CHECK_SECONDS", 30.0, minimum=0.05),

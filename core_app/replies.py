@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from common.errors import ServiceError, TooManyRequests
 from common.models import MAX_MESSAGE_CHARS
 from core_app.cognition import Cognition
-from core_app.events import EventLog
+from core_app.events import EventLog, StreamUnavailable
 from core_app.generators import Generator, Prompt
 from core_app.memory import Memory
 from core_app.reply_pool import ReplyPool, Ticket
@@ -85,20 +85,28 @@ class Replier:
                 won = self.memory.claim_reply(user_id, message["id"])
             except ServiceError as exc:
                 log.warning("no reply to %s: the claim failed: %s %s", message["id"], exc.code, exc.message)
-                self.events.publish(message["conversation_id"], "error", {
+                self.publish(message["conversation_id"], "error", {
                     "code": exc.code, "message": exc.message, "response_id": uuid.uuid4().hex,
                     "in_reply_to": message["id"]})
                 return
             if won:
                 self._announce(user_id, message, ticket, claimed=True)
 
+    def publish(self, conversation_id: str, event_type: str, data: dict) -> None:
+        """Publish on the output stream; a shared log that is down loses the event, never the request or the
+        reply (Memory is the record; the log has said so once, and ended the streams that would miss it)."""
+        try:
+            self.events.publish(conversation_id, event_type, data)
+        except StreamUnavailable:
+            pass
+
     def _announce(self, user_id: str, message: dict, ticket: Ticket, *, claimed: bool) -> None:
-        self.events.publish(message["conversation_id"], "message", message)
+        self.publish(message["conversation_id"], "message", message)
         try:
             self.pool.start(ticket, lambda: self.reply(user_id, message, claimed=claimed))
         except TooManyRequests as exc:
             # Only a retry that found no reply in progress after all, with the limits reached since.
-            self.events.publish(message["conversation_id"], "error", {
+            self.publish(message["conversation_id"], "error", {
                 "code": exc.code, "message": f"no reply to this message: {exc.message}", "in_reply_to": message["id"]})
 
     def reply(self, user_id: str, message: dict, *, claimed: bool = False) -> None:
@@ -108,7 +116,7 @@ class Replier:
         response_id = uuid.uuid4().hex
 
         def publish(event_type: str, data: dict) -> None:
-            self.events.publish(conversation_id, event_type, data)
+            self.publish(conversation_id, event_type, data)
 
         try:
             # Independent lookups, run at once: the reply waits for the slowest, not for their sum.

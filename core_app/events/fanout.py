@@ -190,6 +190,23 @@ class FanOut:
             if sub.overflowed and sub.on_overflow is not None:
                 sub.on_overflow()
 
+    def end_all(self, notice: Callable[[Position], StoredEvent]) -> int:
+        """End every local subscription after the events it holds, with `notice(position)` (an event that
+        leaves the client's Last-Event-ID as it was) as its last: a shared log that lost its engine can
+        no longer promise them the next event. Returns how many were ended."""
+        with self._lock:
+            listeners, self._listeners = self._listeners, {}
+        ended = 0
+        for group in listeners.values():
+            for sub in group.subscribers:
+                last = sub.buffer[-1].id if sub.buffer else sub._position
+                if last is not None and not sub.ended:
+                    sub.buffer.append(notice(last))
+                sub.ended = True
+                ended += 1
+            group.bell.ring()
+        return ended
+
     def remove(self, sub: LocalSubscription) -> None:
         with self._lock:
             listeners = self._listeners.get(sub.conversation_id)

@@ -18,6 +18,14 @@ class ReplayWindowExceeded(ServiceError):
     default_message = "events after that id are no longer retained; reload the history"
 
 
+class StreamUnavailable(ServiceError):
+    """A shared event log cannot be reached: no stream opens, and open ones end with this code."""
+
+    status, code = 503, "stream_unavailable"
+    default_message = "the output stream is unavailable; the messages are stored, reconnect shortly"
+    retry_after = 1
+
+
 class Subscription(Protocol):
     """One client's live view of a conversation, as `common.sse.live_stream` relays it."""
 

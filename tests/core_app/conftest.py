@@ -12,6 +12,14 @@ from flask.testing import FlaskClient
 from core_app.app import create_app
 from tests.core_app.accounts import Account, sign_up
 from tests.core_app.embedded_config import core_config
+from tests.core_app.event_backends import close_opened
+
+
+@pytest.fixture(autouse=True)
+def _close_event_logs():
+    """Close the engine-backed event logs a test opened and delete their keys."""
+    yield
+    close_opened()
 
 
 @pytest.fixture(scope="module")

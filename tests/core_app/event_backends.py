@@ -1,14 +1,19 @@
 """The event-log backends the contract tests run against, and helpers shared by the event-log tests.
 
 Adding a backend to the contract suite is one entry in `BACKENDS`: a function from the retention and
-fan-out settings a test asks for to a fresh log."""
+fan-out settings a test asks for to a fresh log. A log on an engine (Redis) skips the test when the engine
+is unreachable (`tests.engines.require_engine`), uses keys under a prefix of its own, and is closed and its
+keys deleted after the test (`close_opened`, run by an autouse fixture in conftest)."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 from core_app.events import EventLog, FanOut, InProcessEventLog, Position, Subscription
+from tests.engines import redis_url, require_engine
 
 CONV = "c1"
 OTHER = "c2"
@@ -18,8 +23,39 @@ def in_process(retention: int = 1000, **fanout: int) -> EventLog:
     return InProcessEventLog(FanOut(**fanout), retention=retention)
 
 
+# Logs on an engine opened by the current test, closed (and their keys deleted) after it.
+OPENED: list[Any] = []
+
+
+def on_redis(retention: int = 1000, **fanout: Any) -> Any:
+    """A Redis event log under a key prefix of its own (skips the test without Redis)."""
+    url = require_engine("Redis", redis_url())
+    from core_app.events.redis import RedisEventLog  # redis-py only where a test asks for it
+
+    options = {key: fanout.pop(key) for key in ("pool_size", "block_seconds") if key in fanout}
+    log = RedisEventLog(FanOut(**fanout), url, prefix=f"test-{uuid.uuid4().hex[:12]}", retention=retention,
+                        **options)
+    OPENED.append(log)
+    return log
+
+
+def close_opened() -> None:
+    """Close the logs the test opened and delete every key under their prefixes."""
+    while OPENED:
+        log = OPENED.pop()
+        log.close()
+        try:
+            keys = list(log.client.scan_iter(match=f"{log.prefix}:*", count=1000))
+            if keys:
+                log.client.delete(*keys)
+        except Exception:  # noqa: BLE001 - a test that stopped Redis on purpose leaves nothing to delete
+            pass
+        log.pool.disconnect()
+
+
 BACKENDS: dict[str, Callable[..., EventLog]] = {
     "inprocess": in_process,
+    "redis": on_redis,
 }
 
 
