@@ -84,3 +84,11 @@ def post_worker_init(worker):
         LIVE.end_all()
 
     gevent.spawn(watch)
+
+
+def worker_exit(server, worker):
+    """Close what the app holds open (Memory's database pool) while the worker's threads can still end:
+    a pool left to the interpreter's exit is torn down with a traceback in the log."""
+    close = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("cortex.close")
+    if close is not None:
+        close()

@@ -31,6 +31,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     hashing = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.store"] = store
+    app.extensions["cortex.close"] = store.close  # by gunicorn.conf.py's worker_exit
     tools, resources = build_tools(store, hashing), build_resources(store)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,

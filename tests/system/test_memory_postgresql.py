@@ -61,3 +61,12 @@ def test_one_key_sent_to_both_processes_at_once_stores_one_message(memories) -> 
         assert sorted(r["replayed"] for r in results) == [False, True, True, True]
     listed = clients[1].call_tool("list_messages", {"user_id": user_id, "conversation_id": conv_id})
     assert [m["sequence"] for m in listed["messages"]] == list(range(1, 11))
+
+
+def test_a_memory_process_on_postgresql_stops_cleanly(memories) -> None:
+    """Its pool is closed by the worker on exit, not torn down by the interpreter with a traceback."""
+    memory_a, _ = memories
+    assert memory_a.stop() == 0
+    log = memory_a.log_text()
+    assert "Worker exiting" in log
+    assert "Traceback" not in log, memory_a.log_tail()
