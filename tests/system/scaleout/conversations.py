@@ -80,8 +80,8 @@ def replies_published(stack: ScaledStack, conversation_id: str) -> int:
 
 def assert_turns(events: Sequence[Received], posted_ids: Sequence[str]) -> None:
     """`events` are whole turns, one per posted message and in the order posted: the input's `message`,
-    `response.started`, at least one `response.delta`, `response.completed`, the reply's `message`, whose
-    content is the deltas joined. Event ids are all there, unique and increasing."""
+    `response.started` (perhaps a `warning`), at least one `response.delta`, `response.completed`, the reply's
+    `message`, whose content is the deltas joined. Event ids are all there, unique and increasing."""
     ids = [e.id for e in events]
     assert all(ids), "an event without an id"
     assert len(set(ids)) == len(ids), "an event twice"
@@ -95,7 +95,9 @@ def assert_turns(events: Sequence[Received], posted_ids: Sequence[str]) -> None:
         assert end is not None, f"no reply to {message_id}: {[e.event for e in turn]}"
         kinds = [e.event for e in turn[1:end]]
         assert kinds[0] == "response.started" and kinds[-1] == "response.completed", kinds
-        assert set(kinds[1:-1]) == {"response.delta"}, kinds
+        # A `warning` (Cognition gave no context in time, on a busy machine) may follow `response.started`.
+        deltas = kinds[2:-1] if kinds[1] == "warning" else kinds[1:-1]
+        assert deltas and set(deltas) == {"response.delta"}, kinds
         reply = turn[end].data
         assert reply["role"] == "assistant" and reply["content"] == "".join(
             e.data["delta"] for e in turn[1:end] if e.event == "response.delta")

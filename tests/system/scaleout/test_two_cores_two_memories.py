@@ -31,7 +31,7 @@ from tests.system.scaleout.conversations import (
 from tests.system.support.api import Api
 from tests.system.support.figures import report
 from tests.system.support.polling import wait_until
-from tests.system.support.sse_reader import ResumingReader, StreamReader
+from tests.system.support.sse_reader import ResumingReader, StreamReader, close_all
 from tests.system.support.stack import ScaledStack, start_scaled_stack
 
 # Loads below are bounded so the module stays within a few tens of seconds on two shared cores.
@@ -131,8 +131,7 @@ def test_clients_of_a_killed_core_resume_on_the_other_and_lose_nothing(scaled: S
         wait_until(lambda: all(len(r.seen()) >= len(truth[c]) for r, c in zip(readers, convs, strict=True)), 15,
                    message="every stream to catch up")
     finally:
-        for reader in readers:
-            reader.close()
+        close_all(readers)
         core_a.stop()
         core_a.start()
 
@@ -156,9 +155,10 @@ def test_a_memory_killed_under_load_loses_nothing_acknowledged_and_stores_nothin
         scaled: ScaledStack, tmp_path) -> None:
     core_a, core_b = scaled.cores
     memory_1 = scaled.memories[0]
-    clients = [user(scaled, core=i % 2) for i in range(LOAD_CLIENTS)]
+    with ThreadPoolExecutor(LOAD_CLIENTS) as pool:  # signing up is slow on purpose (scrypt): at once
+        clients = list(pool.map(lambda i: user(scaled, core=i % 2), range(LOAD_CLIENTS)))
+        convs = list(pool.map(lambda api: api.conversation(), clients))
     sides = [(api.on(core_a.url), api.on(core_b.url)) for api in clients]
-    convs = [api.conversation() for api in clients]
     acknowledged: list[list[str]] = [[] for _ in clients]
     attempts: Counter[int] = Counter()
     count, lock, kill_now = [0], threading.Lock(), threading.Event()
@@ -186,16 +186,16 @@ def test_a_memory_killed_under_load_loses_nothing_acknowledged_and_stores_nothin
                 future.result(timeout=60)
         load_seconds = time.monotonic() - started
 
-        def settled(index: int) -> list[dict]:  # read until the replies still being stored are done
-            last: list = [None]
+        last: list = [None]
 
-            def same_twice() -> list[dict] | None:
-                now = history(sides[index][1], convs[index])
-                same, last[0] = now == last[0], now
-                return now if same else None
-            return wait_until(same_twice, 20, interval=0.3, message="the history to settle")
+        def settled() -> list[list[dict]] | None:
+            """Every history, once two reads in a row agree (the replies still being stored are done)."""
+            with ThreadPoolExecutor(LOAD_CLIENTS) as readers:
+                now = list(readers.map(lambda i: history(sides[i][1], convs[i]), range(LOAD_CLIENTS)))
+            same, last[0] = now == last[0], now
+            return now if same else None
 
-        histories = [settled(i) for i in range(LOAD_CLIENTS)]
+        histories = wait_until(settled, 20, interval=0.3, message="the histories to settle")
     finally:
         memory_1.stop()
         memory_1.start()

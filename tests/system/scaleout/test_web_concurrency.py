@@ -18,8 +18,8 @@ import requests
 
 from tests.system.scaleout.conversations import assert_turns, post_acknowledged, redis_events
 from tests.system.support.api import Api
-from tests.system.support.figures import latency_figures, report
-from tests.system.support.sse_reader import StreamReader
+from tests.system.support.figures import latency_figures, report, session_cpu_seconds
+from tests.system.support.sse_reader import StreamReader, close_all
 from tests.system.support.stack import ScaledStack, start_scaled_stack
 
 WORKERS, USERS, CLIENTS, TURNS = 4, 5, 50, 3
@@ -38,7 +38,7 @@ def four_workers(tmp_path_factory):
     stack.stop()
 
 
-def subscribers_by_worker(base: str, samples: int = 40) -> dict[int, int]:
+def subscribers_by_worker(base: str, samples: int = 200) -> dict[int, int]:
     """Each worker's pid and the streams it holds, from `/debug/stats` asked on new connections until all
     the workers answered or `samples` asks were made."""
     seen: dict[int, int] = {}
@@ -55,6 +55,8 @@ def test_fifty_clients_over_four_workers_get_every_event_once_in_order(four_work
     users = [Api(core.url, f"workers-{uuid.uuid4().hex[:10]}@example.com") for _ in range(USERS)]
     clients = [users[i % USERS] for i in range(CLIENTS)]
     convs = [api.conversation(f"Client {i}") for i, api in enumerate(clients)]
+    services = {"core": core, "memory": four_workers.memories[0], "cognition": four_workers.cognition}
+    cpu_before = {name: session_cpu_seconds(proc.pid) for name, proc in services.items()}
     started = time.monotonic()
     streams = [StreamReader(api.stream_url(conv), token=api.token) for api, conv in zip(clients, convs, strict=True)]
     posted: list[list[str]] = [[] for _ in clients]
@@ -77,13 +79,16 @@ def test_fifty_clients_over_four_workers_get_every_event_once_in_order(four_work
             assert stream.status == 200
             stream.wait_for("connected")
         holders = subscribers_by_worker(core.url)
+        opened = time.monotonic() - started
         with ThreadPoolExecutor(CLIENTS) as pool:
             for future in [pool.submit(converse, i) for i in range(CLIENTS)]:
                 future.result(timeout=60)
+        talked = time.monotonic() - started
     finally:
-        for stream in streams:
-            stream.close()
+        close_all(streams)
     seconds = time.monotonic() - started
+    cpu_ms_per_turn = {name: round((session_cpu_seconds(proc.pid) - cpu_before[name]) * 1000 / (CLIENTS * TURNS), 1)
+                       for name, proc in services.items()}
 
     for stream, conv, ids in zip(streams, convs, posted, strict=True):
         events = [e for e in stream.events if e.event != "connected"]
@@ -98,4 +103,5 @@ def test_fifty_clients_over_four_workers_get_every_event_once_in_order(four_work
     report(tmp_path, "four_workers", {
         "clients": CLIENTS, "turns": CLIENTS * TURNS, "events": sum(len(s.events) for s in streams),
         "streams_by_worker": sorted(holders.values()), "posts_by_worker": sorted(posts_by_pid.values()),
-        "post_to_reply_end": latency_figures(latencies), "seconds": round(seconds, 1)})
+        "post_to_reply_end": latency_figures(latencies), "cpu_ms_per_turn": cpu_ms_per_turn,
+        "streams_open_s": round(opened, 1), "turns_done_s": round(talked, 1), "seconds": round(seconds, 1)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import requests
@@ -134,3 +135,13 @@ class ResumingReader:
         if self._response is not None:
             self._response.close()
         self._thread.join(5)
+
+
+def close_all(readers: Sequence[StreamReader | ResumingReader]) -> None:
+    """Close many readers at once. Closing a response another thread is reading waits for that read to
+    return (the buffered reader's lock), up to a heartbeat away: one by one, 50 streams took ~27 s."""
+    threads = [threading.Thread(target=reader.close, daemon=True) for reader in readers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.engines import redis_url, require_engine
-from tests.memory_service.backends import create_schema, drop_schema
 from tests.system.support.harness import ServiceProcess, free_port
 
 JWT_SECRET = "system-test-secret-0123456789-abcdefghij"
@@ -64,6 +63,8 @@ class ScaledStack:
     def stop(self) -> None:
         """Stop every process (the Cores first, so nobody waits on their open connections; each kind
         signalled together), then drop the schema and delete the prefix's keys."""
+        from tests.memory_service.backends import drop_schema
+
         for kind in (self.cores, [self.cognition, *self.memories]):
             for proc in kind:
                 if proc.running():
@@ -92,6 +93,9 @@ def start_scaled_stack(tmp: Path, cores: int = 2, memories: int = 2, core_env: d
     """Start `memories` Memory processes on a new PostgreSQL schema, one Cognition and `cores` Core processes
     on Redis under a new key prefix, each kind started together (skipped by `require_engine` when
     PostgreSQL or Redis is unreachable). Stop it with `ScaledStack.stop`."""
+    # Imported here, so the callers of `start_stack` do not load the Memory store's code.
+    from tests.memory_service.backends import create_schema, drop_schema
+
     redis = require_engine("Redis", redis_url())
     schema, database_url = create_schema("cortex_scaled")
     prefix = f"scaled-{uuid.uuid4().hex[:10]}"
