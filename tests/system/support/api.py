@@ -35,3 +35,9 @@ class Api:
 
     def stream_url(self, conversation_id: str) -> str:
         return f"{self.base}/v1/conversation/{conversation_id}/messages/stream"
+
+    def on(self, base: str) -> Api:
+        """The same signed-in user talking to another Core process (same token, no new sign-in)."""
+        other = Api.__new__(Api)
+        other.base, other.token, other.user = base, self.token, self.user
+        return other

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,20 @@ def report(directory: Path, name: str, figures: dict[str, Any]) -> Path:
     path = directory / f"{name}.json"
     path.write_text(text + "\n")
     return path
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """CPU time (user + system) used so far by the live processes of a session (a service's gunicorn master
+    and workers: `Process.pid` leads its session), read from /proc; 0 where /proc is not there."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:  # fields after the command: state ppid pgrp session ... utime stime
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
