@@ -6,6 +6,10 @@ against PostgreSQL with two (the callers spread over both ports), as a deploymen
 would run it. get_message: one process each. PostgreSQL gets a schema of its own (the URL's search_path),
 created and dropped here, on BENCH_DATABASE_URL or CORTEX_TEST_DATABASE_URL (default
 postgresql://127.0.0.1:5432/test); without a reachable server the scenario reports itself skipped.
+
+A third side, for reference only, runs PostgreSQL's two processes with `synchronous_commit=off`: SQLite
+here runs with `synchronous=NORMAL`, which does not flush the disk at each commit, while PostgreSQL's
+default waits for its WAL flush; the difference between the two PostgreSQL figures is that flush.
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ def database_url() -> str:
             or "postgresql://127.0.0.1:5432/test")
 
 
-def _schema_url(url: str, schema: str) -> str:
+def _schema_url(url: str, schema: str, settings: str = "") -> str:
     joiner = "&" if "?" in url else "?"
-    return f"{url}{joiner}options={quote(f'-csearch_path={schema}', safe='')}"
+    return f"{url}{joiner}options={quote(f'-csearch_path={schema}{settings}', safe='')}"
 
 
 def _admin(url: str, statement: str) -> None:
@@ -115,16 +119,20 @@ def store_throughput(log_dir: Path, rounds: int, seconds: float) -> list[Result]
         sides.append(sqlite)
         postgres = Side("postgresql", {"DATABASE_URL": _schema_url(url, schema)}, 2, log_dir)
         sides.append(postgres)
-        writes: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+        unflushed = Side("unflushed", {"DATABASE_URL": _schema_url(url, schema, " -csynchronous_commit=off")}, 2,
+                         log_dir)
+        sides.append(unflushed)
+        writes: dict[str, list[float]] = {"sqlite": [], "postgresql": [], "unflushed": []}
         reads: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
         # Unmeasured first: pools growing to their size, statements being prepared, SQLite's page cache.
-        for side, processes in ((sqlite, 1), (postgres, 2)):
+        for side, processes in ((sqlite, 1), (postgres, 2), (unflushed, 2)):
             _rate(side.ports(processes), side.write, CALLERS, 0.5)
+        for side in (sqlite, postgres):
             _rate(side.ports(1), lambda _, side=side: side.read, CALLERS, 0.5)
         # Each round measures both sides back to back, so a neighbour's burst on the shared machine
         # lands on one ratio rather than on one side of every ratio.
         for _ in range(rounds):
-            for side, processes in ((sqlite, 1), (postgres, 2)):
+            for side, processes in ((sqlite, 1), (postgres, 2), (unflushed, 2)):
                 writes[side.name].append(_rate(side.ports(processes), side.write, CALLERS, seconds))
             for side in (sqlite, postgres):
                 reads[side.name].append(_rate(side.ports(1), lambda _, side=side: side.read, CALLERS, seconds))
@@ -133,6 +141,7 @@ def store_throughput(log_dir: Path, rounds: int, seconds: float) -> list[Result]
             side.stop()
         _admin(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     write_ratio = [p / s for p, s in zip(writes["postgresql"], writes["sqlite"], strict=True)]
+    unflushed_ratio = [p / s for p, s in zip(writes["unflushed"], writes["sqlite"], strict=True)]
     read_ratio = [p / s for p, s in zip(reads["postgresql"], reads["sqlite"], strict=True)]
     common = (f"{CALLERS} keep-alive callers over HTTP (JSON, tool dispatch, access checks included); PostgreSQL"
               " server on the same cores")
@@ -141,6 +150,10 @@ def store_throughput(log_dir: Path, rounds: int, seconds: float) -> list[Result]
                "≥ 1.0×", median(write_ratio) >= 1.0, write_ratio,
                note=f"SQLite {median(writes['sqlite']):.0f}/s, PostgreSQL {median(writes['postgresql']):.0f}/s;"
                     f" each write with an Idempotency-Key, over {CONVERSATIONS} conversations; {common}"),
+        Result("store throughput", "store_input, as above, synchronous_commit=off", median(unflushed_ratio), "×",
+               "reference", True, unflushed_ratio,
+               note=f"PostgreSQL {median(writes['unflushed']):.0f}/s without waiting for the WAL flush at commit"
+                    " (SQLite's synchronous=NORMAL does not flush either); the same schema and callers"),
         Result("store throughput", "get_message, PostgreSQL vs SQLite, 1 proc each", median(read_ratio), "×",
                "≥ 0.8×", median(read_ratio) >= 0.8, read_ratio,
                note=f"SQLite {median(reads['sqlite']):.0f}/s, PostgreSQL {median(reads['postgresql']):.0f}/s;"
