@@ -104,6 +104,17 @@ class Side:
             service.stop()
 
 
+def _turns(sides: list[tuple[Side, int]], call: str, slices: int, seconds: float) -> dict[str, float]:
+    """Each side's rate of `call` ("write" or "read") on its first N processes, the sides taking turns in
+    `slices` slices, so that a neighbour's burst on the shared machine falls on both sides of a ratio."""
+    rates: dict[str, list[float]] = {side.name: [] for side, _ in sides}
+    for _ in range(slices):
+        for side, processes in sides:
+            build = side.write if call == "write" else (lambda _, side=side: side.read)
+            rates[side.name].append(_rate(side.ports(processes), build, CALLERS, seconds / slices))
+    return {name: sum(values) / len(values) for name, values in rates.items()}
+
+
 def store_throughput(log_dir: Path, rounds: int, seconds: float) -> list[Result]:
     url = database_url()
     schema = f"cortex_bench_{uuid.uuid4().hex[:10]}"
@@ -129,13 +140,12 @@ def store_throughput(log_dir: Path, rounds: int, seconds: float) -> list[Result]
             _rate(side.ports(processes), side.write, CALLERS, 0.5)
         for side in (sqlite, postgres):
             _rate(side.ports(1), lambda _, side=side: side.read, CALLERS, 0.5)
-        # Each round measures both sides back to back, so a neighbour's burst on the shared machine
-        # lands on one ratio rather than on one side of every ratio.
+        slices = max(1, round(seconds))
         for _ in range(rounds):
-            for side, processes in ((sqlite, 1), (postgres, 2), (unflushed, 2)):
-                writes[side.name].append(_rate(side.ports(processes), side.write, CALLERS, seconds))
-            for side in (sqlite, postgres):
-                reads[side.name].append(_rate(side.ports(1), lambda _, side=side: side.read, CALLERS, seconds))
+            for side, rate in _turns([(sqlite, 1), (postgres, 2), (unflushed, 2)], "write", slices, seconds).items():
+                writes[side].append(rate)
+            for side, rate in _turns([(sqlite, 1), (postgres, 1)], "read", slices, seconds).items():
+                reads[side].append(rate)
     finally:
         for side in sides:
             side.stop()
