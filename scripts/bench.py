@@ -5,6 +5,7 @@ scenario, prints a table against the targets, writes bench-results.json and draw
     python scripts/bench.py            # the full run, a few minutes
     python scripts/bench.py --quick    # reduced counts, under a minute
     python scripts/bench.py --only breaker,throughput
+    python scripts/bench.py --only stores   # SQLite against PostgreSQL (skipped without a server)
 
 Every load loop is bounded in count and time and talks to 127.0.0.1 only.
 """
@@ -26,7 +27,7 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from benchkit import chart, micro, replies, services, streams  # noqa: E402
+from benchkit import chart, micro, replies, services, stores, streams  # noqa: E402
 from benchkit.procs import raise_file_limit  # noqa: E402
 from benchkit.results import Result  # noqa: E402
 
@@ -42,6 +43,7 @@ def scenarios(p: dict, work: Path) -> dict:
     return {
         "breaker": lambda: micro.breaker_concurrency(p["rounds"] * 3),
         "throughput": lambda: micro.tool_throughput(work, p["rounds"], p["seconds"]),
+        "stores": lambda: stores.store_throughput(work, p["rounds"], p["seconds"]),
         "latency": lambda: streams.input_to_stream(work, p["idle"], p["latency_samples"]),
         "capacity": lambda: streams.stream_capacity(work, p["streams"], p["broadcasts"]),
         "context": lambda: services.context_retrieval(work, p["history"], p["queries"]),

@@ -33,23 +33,45 @@ def conversation_from_row(row: dict[str, Any]) -> dict[str, Any]:
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
-def load_conversation(conn: Connection, user_id: str, conversation_id: str, *, owner_only: bool = False,
-                      lock: bool = False) -> dict[str, Any]:
-    """The conversation's row plus its workspace's `owner_id`, if the user may read it (or own it); with
-    `lock`, the row stays locked until the transaction ends. NotFound or Forbidden otherwise."""
-    row = conn.execute(
-        "SELECT c.*, w.owner_id AS owner_id, EXISTS(SELECT 1 FROM users WHERE id = %s) AS user_exists"
-        " FROM conversations c JOIN workspaces w ON w.id = c.workspace_id WHERE c.id = %s"
-        + (" FOR UPDATE OF c" if lock else ""), (user_id, conversation_id)).fetchone()
+# What an access check needs beside the conversation's row, fetched in the same statement (one round trip):
+# the workspace's owner, whether the acting user exists, and whether they are a member (a join on the
+# participants' primary key). Parameters %(user_id)s; the rule itself stays in access.check_conversation.
+ACCESS_COLUMNS = ("w.owner_id AS owner_id, EXISTS(SELECT 1 FROM users WHERE id = %(user_id)s) AS user_exists,"
+                  " p.user_id IS NOT NULL AS is_member")
+ACCESS_JOINS = ("JOIN workspaces w ON w.id = c.workspace_id LEFT JOIN conversation_participants p"
+                " ON p.conversation_id = c.id AND p.user_id = %(user_id)s")
+
+
+def check_access(conn: Connection, user_id: str, row: dict[str, Any] | None, *, owner_only: bool = False,
+                 after_lock: bool = False) -> dict[str, Any]:
+    """`row` (with ACCESS_COLUMNS) if the user may read its conversation (or own it); NotFound or Forbidden
+    otherwise. `after_lock`: the row was locked, and membership is asked again in a statement of its own,
+    as the joined answer comes from the snapshot taken before waiting for the lock."""
     if row is None:
         require_user(conn, user_id)
         raise NotFound("conversation not found")
     if not row["user_exists"]:
         raise unknown()
-    access.check_conversation(user_id, row["owner_id"], lambda: conn.execute(
-        "SELECT 1 FROM conversation_participants WHERE conversation_id = %s AND user_id = %s",
-        (conversation_id, user_id)).fetchone() is not None, owner_only=owner_only)
+    found = row
+
+    def is_member() -> bool:
+        if not after_lock:
+            return bool(found["is_member"])
+        return conn.execute("SELECT 1 FROM conversation_participants WHERE conversation_id = %s AND user_id = %s",
+                            (found["id"], user_id)).fetchone() is not None
+
+    access.check_conversation(user_id, row["owner_id"], is_member, owner_only=owner_only)
     return row
+
+
+def load_conversation(conn: Connection, user_id: str, conversation_id: str, *, owner_only: bool = False,
+                      lock: bool = False) -> dict[str, Any]:
+    """The conversation's row plus its workspace's `owner_id`, if the user may read it (or own it); with
+    `lock`, the row stays locked until the transaction ends. NotFound or Forbidden otherwise."""
+    row = conn.execute(
+        f"SELECT c.*, {ACCESS_COLUMNS} FROM conversations c {ACCESS_JOINS} WHERE c.id = %(conversation_id)s"
+        + (" FOR UPDATE OF c" if lock else ""), {"user_id": user_id, "conversation_id": conversation_id}).fetchone()
+    return check_access(conn, user_id, row, owner_only=owner_only, after_lock=lock)
 
 
 def _wanted(conn: Connection, owner_id: str, given: list[str] | None) -> list[str]:

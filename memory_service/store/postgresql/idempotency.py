@@ -22,6 +22,14 @@ CLAIM = (
     " result_json = NULL, created_at = EXCLUDED.created_at, subject_id = NULL"
     " WHERE idempotency_keys.created_at < %(cutoff)s RETURNING key"
 )
+# The result is stored and up to PRUNE_BATCH expired keys deleted (oldest first, skipping rows another
+# transaction holds) in one statement, a round trip fewer per keyed write. The rows pruned are older than
+# the cutoff, so never the key this transaction has just claimed with the current time.
+STORE_AND_PRUNE = (
+    "WITH pruned AS (DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"
+    " WHERE created_at < %(cutoff)s ORDER BY created_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED))"
+    " UPDATE idempotency_keys SET result_json = %(result)s, subject_id = %(subject)s WHERE key = %(key)s"
+)
 
 
 def remembered(conn: Any, key: IdempotencyKey, fn: Callable[[Any], Any], now: datetime, ttl: timedelta,
@@ -44,15 +52,6 @@ def remembered(conn: Any, key: IdempotencyKey, fn: Callable[[Any], Any], now: da
             raise Conflict("idempotency key reused for a different request")
         return as_replay(json.loads(row["result_json"]))
     result = fn(conn)
-    conn.execute("UPDATE idempotency_keys SET result_json = %s, subject_id = %s WHERE key = %s",
-                 (json.dumps(result), subject_of(result), key.key))
-    prune(conn, cutoff)
+    conn.execute(STORE_AND_PRUNE, {"result": json.dumps(result), "subject": subject_of(result), "key": key.key,
+                                   "cutoff": cutoff, "batch": PRUNE_BATCH})
     return result
-
-
-def prune(conn: Any, cutoff: str, batch: int = PRUNE_BATCH) -> int:
-    """Delete up to `batch` keys created before `cutoff`, oldest first, skipping rows another transaction
-    holds; returns how many."""
-    return int(conn.execute(
-        "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys WHERE created_at < %s"
-        " ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED)", (cutoff, batch)).rowcount)

@@ -3,7 +3,11 @@ and reply claims, one per message ever.
 
 The sequence comes from the conversation's row, locked by the writer (`FOR UPDATE`) and advanced in the
 same transaction as the message and its idempotency key: a writer on another process waits for the lock,
-so sequences stay unique and gap-free, and a rolled-back write gives its number back.
+so sequences stay unique and gap-free, and a rolled-back write gives its number back. That write is one
+call of the `cortex_store_input` function the schema creates (schema.py), so it costs one round trip.
+
+Reads are one statement each where the access check can travel with the data: the message or page is
+fetched with its conversation's owner and the user's membership, and access.py decides on the row.
 """
 
 from __future__ import annotations
@@ -11,21 +15,34 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from common.errors import InvalidArguments, NotFound
 from memory_service.store import access
 from memory_service.store.idempotency import IdempotencyKey
 from memory_service.store.pages import take_within
-from memory_service.store.postgresql.conversations import READABLE_CONVERSATION_IDS, load_conversation
+from memory_service.store.postgresql.conversations import (
+    ACCESS_COLUMNS,
+    ACCESS_JOINS,
+    READABLE_CONVERSATION_IDS,
+    check_access,
+    load_conversation,
+)
 from memory_service.store.postgresql.database import Connection, Database, one
-from memory_service.store.postgresql.users import require_user
+from memory_service.store.postgresql.users import require_user, unknown
 from memory_service.store.values import MAX_LIMIT, clamp, encode_metadata, new_id, utc_now
 from memory_service.store.words import folded_text
 
 ROLES = ("user", "assistant", "system")
 COLUMNS = "seq_global, id, conversation_id, sender_id, role, content, metadata_json, sequence, created_at"
 _AFTER_LAST = 2**63 - 1  # above any seq_global, so the first history page starts at the newest
+# The message with what its access check needs (conversations.ACCESS_COLUMNS), in one statement.
+_WITH_ACCESS = (f"SELECT {', '.join(f'm.{column}' for column in COLUMNS.split(', '))}, {ACCESS_COLUMNS}"
+                f" FROM messages m JOIN conversations c ON c.id = m.conversation_id {ACCESS_JOINS}"
+                " WHERE m.id = %(message_id)s")
+_STORE = ("SELECT * FROM cortex_store_input(%(user_id)s, %(conversation_id)s, %(id)s, %(role)s, %(content)s,"
+          " %(metadata)s, %(now)s, %(words)s)")
 
 
 def message_from_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -35,23 +52,15 @@ def message_from_row(row: dict[str, Any]) -> dict[str, Any]:
             "sequence": row["sequence"], "created_at": row["created_at"]}
 
 
-def _load(conn: Connection, message_id: str) -> dict[str, Any]:
-    row = conn.execute(f"SELECT {COLUMNS} FROM messages WHERE id = %s", (message_id,)).fetchone()
-    if row is None:
-        raise NotFound("message not found")
-    return row
-
-
 def load_for(conn: Connection, user_id: str, message_id: str, *, modify: bool = False) -> dict[str, Any]:
     """The message's row if the user may read its conversation (and, with `modify`, change it)."""
-    try:
-        row = _load(conn, message_id)
-    except NotFound:
+    row = conn.execute(_WITH_ACCESS, {"user_id": user_id, "message_id": message_id}).fetchone()
+    if row is None:
         require_user(conn, user_id)  # an unknown acting user is reported before an unknown message
-        raise
-    conversation = load_conversation(conn, user_id, row["conversation_id"])
+        raise NotFound("message not found")
+    check_access(conn, user_id, row)
     if modify:
-        access.check_message_change(user_id, row["sender_id"], conversation["owner_id"])
+        access.check_message_change(user_id, row["sender_id"], row["owner_id"])
     return row
 
 
@@ -64,23 +73,23 @@ def store_input(db: Database, user_id: str, conversation_id: str, content: str, 
     metadata_json = encode_metadata(metadata, db.max_metadata_bytes)
 
     def tx(conn: Connection) -> dict[str, Any]:
-        load_conversation(conn, user_id, conversation_id, lock=True)
-        message_id, now = new_id(), utc_now()
-        sequence = one(conn.execute(
-            "UPDATE conversations SET next_sequence = next_sequence + 1, updated_at = %s WHERE id = %s"
-            " RETURNING next_sequence - 1 AS sequence", (now, conversation_id)))["sequence"]
-        conn.execute(
-            "INSERT INTO messages (id, conversation_id, sender_id, role, content, metadata_json, sequence,"
-            " created_at, search_vector) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, to_tsvector('simple', %s))",
-            (message_id, conversation_id, user_id, role, content, metadata_json, sequence, now,
-             folded_text(content)))
+        message_id = new_id()
+        row = one(conn.execute(_STORE, {"user_id": user_id, "conversation_id": conversation_id, "id": message_id,
+                                        "role": role, "content": content, "metadata": metadata_json,
+                                        "now": utc_now(), "words": folded_text(content)}))
+        if row["outcome"] == "no_user":
+            raise unknown()
+        if row["outcome"] == "no_conversation":
+            raise NotFound("conversation not found")
+        access.check_conversation(user_id, row["o_owner"], lambda: row["outcome"] != "forbidden")
+        sequence, now = row["o_sequence"], row["o_created"]
         message = {"id": message_id, "conversation_id": conversation_id, "sender_id": user_id, "role": role,
                    "content": content, "metadata": json.loads(metadata_json), "sequence": sequence,
                    "created_at": now}
         return {"status": "stored", "user_id": user_id, "item_id": message_id, "sequence": sequence,
                 "message": message, "replayed": False}
 
-    return db.write(tx, idempotency=idempotency)
+    return db.write(tx, idempotency=idempotency, one_statement=True)
 
 
 def get_message(db: Database, user_id: str, message_id: str) -> dict[str, Any]:
@@ -149,10 +158,23 @@ def list_messages(db: Database, user_id: str, conversation_id: str, after_sequen
     """Up to `limit` messages after `after_sequence`, chronological (the last `limit` with `latest`),
     bounded by `db.max_page_bytes` of JSON as on SQLite."""
     limit, after_sequence = clamp(limit, 1, MAX_LIMIT), max(0, int(after_sequence))
+    # One statement: the conversation with its access columns, joined to the page (no row of the page when
+    # it is empty, hence the LEFT JOIN). The page is only returned once check_access has passed.
+    query = (f"WITH c AS (SELECT c.id, {ACCESS_COLUMNS} FROM conversations c {ACCESS_JOINS}"
+             " WHERE c.id = %(conversation_id)s)"
+             " SELECT c.id AS checked_id, c.owner_id, c.user_exists, c.is_member, m.* FROM c LEFT JOIN LATERAL"
+             f" (SELECT {COLUMNS} FROM messages WHERE conversation_id = c.id AND sequence > %(after)s"
+             f" ORDER BY sequence {'DESC' if latest else 'ASC'} LIMIT %(size)s) m ON TRUE")
 
     def tx(conn: Connection) -> dict[str, Any]:
-        load_conversation(conn, user_id, conversation_id)
-        messages, more = _page(conn, conversation_id, after_sequence, limit, db.max_page_bytes, latest)
+        with conn.cursor() as cursor:
+            cursor.execute(query, {"user_id": user_id, "conversation_id": conversation_id, "after": after_sequence,
+                                   "size": limit + 1})
+            first = cursor.fetchone()
+            check_access(conn, user_id, None if first is None else {**first, "id": first["checked_id"]})
+            rows = (row for row in chain([first], cursor) if row is not None and row["id"] is not None)
+            messages, more = take_within(map(message_from_row, rows), limit, db.max_page_bytes)
+        messages = messages[::-1] if latest else messages
         return {"messages": messages, "count": len(messages), "conversation_id": conversation_id,
                 "has_more": more, "next_after_sequence": messages[-1]["sequence"] if messages else after_sequence}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Raise with every change to DDL below, adding the step that takes version N-1 to N to `UPGRADES`."""
 
 TABLES = """
@@ -86,8 +86,42 @@ END $$;
     " FOR EACH ROW EXECUTE FUNCTION cortex_forget_idempotency();\n"
     for table in ("messages", "conversations", "workspaces"))
 
-UPGRADES: dict[int, str] = {}
-"""DDL taking a database from version N-1 to N (none yet: version 1 is the first)."""
+# store_input in one round trip (memory_service/store/postgresql/messages.py calls it). The steps are the
+# ones a client would send, in the same order and transaction: lock the conversation's row, then check the
+# user may post (access.check_conversation's rule: the workspace owner, else a member), in a statement of
+# its own so that it sees a membership change that held the lock before us;
+# then advance the sequence and insert. created_at is never before the conversation's last update, so it
+# follows the sequence as it did when the time was read after the lock. Refusals come back as `outcome`
+# for the caller to raise with the errors of access.py; nothing is written then.
+STORE_INPUT_FUNCTION = """
+CREATE OR REPLACE FUNCTION cortex_store_input(
+    p_user TEXT, p_conversation TEXT, p_id TEXT, p_role TEXT, p_content TEXT, p_metadata TEXT, p_now TEXT,
+    p_words TEXT, OUT outcome TEXT, OUT o_owner TEXT, OUT o_sequence BIGINT, OUT o_created TEXT)
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT w.owner_id, greatest(p_now, c.updated_at) INTO o_owner, o_created
+      FROM conversations c JOIN workspaces w ON w.id = c.workspace_id WHERE c.id = p_conversation FOR UPDATE OF c;
+    IF NOT EXISTS (SELECT 1 FROM users WHERE id = p_user) THEN
+        outcome := 'no_user';
+    ELSIF o_owner IS NULL THEN
+        outcome := 'no_conversation';
+    ELSIF o_owner <> p_user AND NOT EXISTS (SELECT 1 FROM conversation_participants
+                                            WHERE conversation_id = p_conversation AND user_id = p_user) THEN
+        outcome := 'forbidden';
+    ELSE
+        UPDATE conversations SET next_sequence = next_sequence + 1, updated_at = o_created WHERE id = p_conversation
+            RETURNING next_sequence - 1 INTO o_sequence;
+        INSERT INTO messages (id, conversation_id, sender_id, role, content, metadata_json, sequence, created_at,
+                              search_vector)
+            VALUES (p_id, p_conversation, p_user, p_role, p_content, p_metadata, o_sequence, o_created,
+                    to_tsvector('simple', p_words));
+        outcome := 'stored';
+    END IF;
+END $$;
+"""
+
+UPGRADES: dict[int, str] = {2: STORE_INPUT_FUNCTION}
+"""DDL taking a database from version N-1 to N (run after TABLES on a new database too)."""
 
 
 class SchemaTooNew(Exception):
