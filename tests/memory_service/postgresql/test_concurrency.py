@@ -101,3 +101,24 @@ def test_claims_race_across_stores_one_winner(store: PostgresStore, pg_url: str)
     finally:
         other.close()
     assert sorted(claims) == [False] * 5 + [True]
+
+
+def test_a_version_1_database_is_upgraded_on_open_and_keeps_its_messages(pg_url: str, fast_hashing: None) -> None:
+    store = PostgresStore(pg_url, pool_size=1)
+    world = readers_world(store)
+    first = store.store_input(world["ann"], world["conv"], "before the upgrade")["message"]
+    store.close()
+    # What version 1 was: the same tables without the store_input function.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION cortex_store_input")
+        conn.execute("UPDATE schema_version SET version = 1")
+
+    upgraded = PostgresStore(pg_url, pool_size=1)
+    try:
+        assert upgraded.db.schema_version_before == 1
+        assert versions(pg_url) == [(SCHEMA_VERSION,)]
+        second = upgraded.store_input(world["bob"], world["conv"], "after the upgrade")["message"]
+        listed = upgraded.list_messages(world["ann"], world["conv"], 0, 10, False)["messages"]
+        assert [(m["id"], m["sequence"]) for m in listed] == [(first["id"], 1), (second["id"], 2)]
+    finally:
+        upgraded.close()
