@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import gevent
 
 from benchkit.holding import HeldStream, hold
 from benchkit.procs import Service, raise_file_limit
+from benchkit.replies import _cpu_ms
 from benchkit.results import Result, median
 from benchkit.stack import Stack, User, content_of
 from benchkit.streams import open_streams
@@ -108,11 +110,13 @@ def redis_latency(log_dir: Path, idle: int, samples: int, conversations: int) ->
             shared = Stack(log_dir, "scale-latency-redis", env).start()
             core_b: Service | None = None
             held: list[HeldStream] = []
+            on_b: list[HeldStream] = []
             try:
                 core_b = second_core(shared, "scale-latency-redis-core-b")
                 ref_user, user = User(reference.core.url), User(shared.core.url)
                 held += idle_streams(ref_user, reference.core.port, idle, conversations)
-                held += idle_streams(user, core_b.port, idle, conversations)
+                on_b = idle_streams(user, core_b.port, idle, conversations)
+                held += on_b
                 probes = {"in-process": Probe(ref_user, reference.core.port, reference.core.port),
                           "redis-one": Probe(user, core_b.port, core_b.port),
                           "redis-cross": Probe(user, shared.core.port, core_b.port)}
@@ -136,7 +140,8 @@ def redis_latency(log_dir: Path, idle: int, samples: int, conversations: int) ->
     def summary(values: list[float]) -> str:
         return f"p50 {percentile(values, 0.5):.1f} / p99 {percentile(values, 0.99):.1f} ms, {len(values)}/{samples}"
 
-    note = (f"{len(held) // 2} idle streams over {conversations} conversations on the streaming process; interleaved: "
+    note = (f"idle streams over {conversations} conversations on the streaming process: {len(held) - len(on_b)} "
+            f"in-process, {len(on_b)} on Core B; interleaved: "
             f"in-process {summary(ref)}; Redis one process {summary(one)}; Redis A → B {summary(cross)}")
     c50, c99 = percentile(cross, 0.5), percentile(cross, 0.99)
     ratio = percentile(one, 0.99) / percentile(ref, 0.99)
@@ -182,6 +187,7 @@ def redis_capacity(log_dir: Path, top: int, broadcasts: int) -> list[Result]:
     top = min(top, 2 * (limit - 1000))
     levels = [level for level in levels if level < top] + [top]
     curve: list[tuple[int, int, float, list[float]]] = []
+    cpu_notes: list[str] = []
     try:
         with redis_env() as env:
             stack = Stack(log_dir, "scale-capacity", env).start()
@@ -201,11 +207,16 @@ def redis_capacity(log_dir: Path, top: int, broadcasts: int) -> list[Result]:
                     held = len(mine) + theirs
                     gevent.sleep(1)
                     p99s, every = [], []
+                    cpu_before = _cpu(stack.core, core_b, holder)
                     for i in range(broadcasts):
                         every_one = _broadcast(user, conv, stack.core.port, holder, received, mine, f"{level}x{i}")
                         every += every_one
                         p99s.append(percentile(every_one, 0.99) if len(every_one) == held else float("inf"))
                         gevent.sleep(2)  # let the reply's events drain before the next broadcast
+                    # CPU per broadcast (its reply's events included) of the 2 Cores and the 2 load generators.
+                    spent = [(after - before) / broadcasts
+                             for after, before in zip(_cpu(stack.core, core_b, holder), cpu_before, strict=True)]
+                    cpu_notes.append(f"{held:,} streams: Cores {spent[0]:.0f} ms, load generators {spent[1]:.0f} ms")
                     curve.append((level, held, median(p99s), every))
             finally:
                 for stream in mine:
@@ -221,12 +232,22 @@ def redis_capacity(log_dir: Path, top: int, broadcasts: int) -> list[Result]:
         return skipped(scenario, "≤ 500 ms", str(exc))
     level, held, p99, every = curve[-1]
     note = "; ".join(f"{h:,} streams: p99 {p:.0f} ms" for _, h, p, _ in curve) + \
-        f" ({broadcasts} broadcast(s) per level, median of their p99s; streams split evenly over 2 Core processes)"
+        f" ({broadcasts} broadcast(s) per level, median of their p99s; streams split evenly over 2 Core processes)." \
+        f" CPU per broadcast: {'; '.join(cpu_notes)}"
     return [
         Result(scenario, "streams held by 2 Core processes", held, "streams", f"{top:,} held", held >= top),
         Result(scenario, f"one event to all {held:,} streams, p99", p99, "ms", "≤ 500 ms", p99 <= 500,
                samples=every, note=note),
     ]
+
+
+def _cpu(core_a: Service, core_b: Service, holder: Holder) -> tuple[float, float]:
+    """CPU so far (ms) of the two Core processes, and of the two load-generator processes."""
+    cores = sum(_cpu_ms([core_a, core_b]).values())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    fields = Path(f"/proc/{holder.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    child = (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    return cores, (usage.ru_utime + usage.ru_stime) * 1000 + child
 
 
 def _broadcast(user: User, conv: str, port: int, holder: Holder, received: dict[str, list[float]],
