@@ -2,8 +2,8 @@
 """Cortex Core benchmarks: starts the services itself (gunicorn + gevent, as the Procfile does), runs each
 scenario, prints a table against the targets, writes bench-results.json and draws docs/bench.png.
 
-    python scripts/bench.py            # the full run, a few minutes
-    python scripts/bench.py --quick    # reduced counts, under a minute
+    python scripts/bench.py            # the full run, about 10 minutes
+    python scripts/bench.py --quick    # reduced counts, about 3 minutes
     python scripts/bench.py --only breaker,throughput
 
 Every load loop is bounded in count and time and talks to 127.0.0.1 only.
@@ -84,7 +84,7 @@ def table(results: list[Result]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run the Cortex Core benchmarks.")
-    parser.add_argument("--quick", action="store_true", help="reduced counts; under a minute")
+    parser.add_argument("--quick", action="store_true", help="reduced counts; about 3 minutes")
     parser.add_argument("--only", help="comma-separated scenarios: " + ", ".join(scenarios(FULL, Path("."))))
     parser.add_argument("--output", default="bench-results.json")
     parser.add_argument("--chart", default=str(HERE.parent / "docs" / "bench.png"))
