@@ -2,8 +2,8 @@
 """Cortex Core benchmarks: starts the services itself (gunicorn + gevent, as the Procfile does), runs each
 scenario, prints a table against the targets, writes bench-results.json and draws docs/bench.png.
 
-    python scripts/bench.py            # the full run, a few minutes
-    python scripts/bench.py --quick    # reduced counts, under a minute
+    python scripts/bench.py            # the full run, about 10 minutes
+    python scripts/bench.py --quick    # reduced counts, about 3 minutes
     python scripts/bench.py --only breaker,throughput
     python scripts/bench.py --only stores   # SQLite against PostgreSQL (skipped without a server)
 
@@ -27,16 +27,18 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from benchkit import chart, micro, replies, services, stores, streams  # noqa: E402
+from benchkit import chart, micro, replies, scaleout, scaleturns, services, stores, streams  # noqa: E402
 from benchkit.procs import raise_file_limit  # noqa: E402
 from benchkit.results import Result  # noqa: E402
 
 FULL = {"rounds": 3, "seconds": 4.0, "idle": 1000, "latency_samples": 150, "streams": 10_000, "broadcasts": 3,
         "history": 6000, "queries": 300, "failfast": 300, "ttft": 25,
-        "many": 200}
+        "many": 200, "scale_idle": 1000, "scale_samples": 200, "scale_streams": 20_000,
+        "scale_broadcasts": 3}
 QUICK = {"rounds": 1, "seconds": 1.0, "idle": 300, "latency_samples": 30, "streams": 1000, "broadcasts": 1,
          "history": 500, "queries": 50, "failfast": 50, "ttft": 5,
-         "many": 50}
+         "many": 50, "scale_idle": 1000, "scale_samples": 30, "scale_streams": 2000,
+         "scale_broadcasts": 1}
 
 
 def scenarios(p: dict, work: Path) -> dict:
@@ -50,6 +52,11 @@ def scenarios(p: dict, work: Path) -> dict:
         "failfast": lambda: services.fail_fast(work, p["failfast"]),
         "ttft": lambda: replies.time_to_first_token(work, p["ttft"]),
         "many": lambda: replies.many_conversations(work, p["many"]),
+        # Issue 13: the Redis event log and several Core processes, each beside its in-process reference.
+        "scaleout-latency": lambda: scaleout.redis_latency(work, p["scale_idle"], p["scale_samples"],
+                                                           max(1, p["scale_idle"] // 10)),
+        "scaleout-capacity": lambda: scaleout.redis_capacity(work, p["scale_streams"], p["scale_broadcasts"]),
+        "scaleout-many": lambda: scaleturns.many_on_redis(work, p["many"]),
     }
 
 
@@ -79,7 +86,7 @@ def table(results: list[Result]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run the Cortex Core benchmarks.")
-    parser.add_argument("--quick", action="store_true", help="reduced counts; under a minute")
+    parser.add_argument("--quick", action="store_true", help="reduced counts; about 3 minutes")
     parser.add_argument("--only", help="comma-separated scenarios: " + ", ".join(scenarios(FULL, Path("."))))
     parser.add_argument("--output", default="bench-results.json")
     parser.add_argument("--chart", default=str(HERE.parent / "docs" / "bench.png"))

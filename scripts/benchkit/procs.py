@@ -51,9 +51,13 @@ class Service:
         raise RuntimeError(f"{self.name} did not become healthy within {timeout} s")
 
     def worker_pid(self) -> int:
+        return self.worker_pids()[0]
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn master's workers (WEB_CONCURRENCY of them)."""
         assert self.proc is not None
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        return int(children[0])
+        return [int(child) for child in children]
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.worker_pid()}/status").read_text().splitlines():
