@@ -7,13 +7,13 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from common.config import ConfigError, exit_on_config_error
+from common.config import ConfigError, UnusableSetting, exit_on_config_error
 from common.mcp import mcp_blueprint
 from common.server import base_app, health_blueprint, install_host_check, protocol_blueprint
 from memory_service.config import load_config
 from memory_service.hashing import PasswordHashing
 from memory_service.resources import build_resources
-from memory_service.store import open_store
+from memory_service.store import StoreUnavailable, open_store
 from memory_service.tools import build_tools
 
 
@@ -25,7 +25,10 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         exit_on_config_error(error)
     app = base_app(__name__, service="memory", max_body_bytes=settings.max_body_bytes,
                    log_level=settings.log_level)
-    store = open_store(settings)
+    try:
+        store = open_store(settings)
+    except StoreUnavailable as exc:  # one line naming the setting, as `python -m memory_service` says it
+        exit_on_config_error(UnusableSetting("DATABASE_URL", str(exc)))
     if not settings.in_process:  # reached only through the Core's own client, never by a browser
         install_host_check(app, settings.service_token, settings.allowed_hosts)
     hashing = PasswordHashing(settings.password_hash_threads, settings.password_hash_queue)
