@@ -7,7 +7,7 @@ since their codes go to the reply's `error` event or to the stream's access chec
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.client import ServiceClient
 from core_app.facade import Facade
@@ -25,6 +25,13 @@ from core_app.responses import (
     WorkspaceBody,
     WorkspacePage,
 )
+
+
+class Claim(NamedTuple):
+    """Memory's answer to a claim: won or not, and (when won and asked for) the turns before the message."""
+
+    claimed: bool
+    recent: list[dict[str, Any]]
 
 
 class Memory(Facade):
@@ -170,7 +177,12 @@ class Memory(Facade):
             idempotency_key=idempotency_key)
         return Message.model_validate(stored["message"])
 
-    def claim_reply(self, user_id: str, message_id: str) -> bool:
-        """True for exactly one call per message ever, across every Core process: the one that replies.
-        (Memory replays the answer to a retried call, so a transport retry keeps a claim it won.)"""
-        return bool(self.client.call_tool("claim_reply", {"user_id": user_id, "message_id": message_id})["claimed"])
+    def claim_reply(self, user_id: str, message_id: str, recent: int = 0) -> Claim:
+        """Whether this call is the one, of every Core process, that replies to the message (true once per
+        message ever; Memory replays the answer to a retried call, so a transport retry keeps a claim it
+        won), and for a won claim the `recent` messages before it."""
+        arguments: dict[str, Any] = {"user_id": user_id, "message_id": message_id}
+        if recent:
+            arguments["recent"] = recent
+        answer = self.client.call_tool("claim_reply", arguments)
+        return Claim(bool(answer["claimed"]), list(answer.get("recent", [])))

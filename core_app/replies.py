@@ -82,7 +82,7 @@ class Replier:
                 self._announce(user_id, message, ticket, claimed=False)
                 return
             try:
-                won = self.memory.claim_reply(user_id, message["id"])
+                won = self.memory.claim_reply(user_id, message["id"]).claimed
             except ServiceError as exc:
                 log.warning("no reply to %s: the claim failed: %s %s", message["id"], exc.code, exc.message)
                 self.publish(message["conversation_id"], "error", {
@@ -110,8 +110,8 @@ class Replier:
                 "code": exc.code, "message": f"no reply to this message: {exc.message}", "in_reply_to": message["id"]})
 
     def reply(self, user_id: str, message: dict, *, claimed: bool = False) -> None:
-        """Generate, stream and store the reply to `message`. Unless `claimed`, first claim the message
-        (at the same time as the context and the recent turns are read) and stop silently on losing it."""
+        """Generate, stream and store the reply to `message`. Unless `claimed`, first claim the message, with
+        the recent turns in the same call, while the context is read, and stop silently on losing it."""
         conversation_id = message["conversation_id"]
         response_id = uuid.uuid4().hex
 
@@ -119,11 +119,17 @@ class Replier:
             self.publish(conversation_id, event_type, data)
 
         try:
-            # Independent lookups, run at once: the reply waits for the slowest, not for their sum.
+            # Independent lookups, run at once: the reply waits for the slowest, not for their sum. Unclaimed,
+            # the claim itself brings the recent turns (one call to Memory for both).
             context = in_background(lambda: self._context(user_id, message))
-            history = in_background(lambda: self._history(user_id, message))
-            if not claimed and not self.memory.claim_reply(user_id, message["id"]):
-                return  # another process or request replies to it
+            if claimed:
+                history = in_background(lambda: self._history(user_id, message))
+            else:
+                claim = self.memory.claim_reply(user_id, message["id"], recent=HISTORY_TURNS)
+                if not claim.claimed:
+                    return  # another process or request replies to it
+                turns = claim.recent
+                history = lambda: turns  # noqa: E731 - the same shape as the lookup's result
             publish("response.started", {"response_id": response_id, "in_reply_to": message["id"]})
             items, warning = context()
             if warning is not None:

@@ -104,6 +104,11 @@ class MessageArgs(UserArgs):
     message_id: Id
 
 
+class ClaimReply(MessageArgs):
+    recent: Annotated[int, Field(ge=0, le=100)] = Field(
+        0, description="with a won claim, also the conversation's last `recent` messages before this one")
+
+
 class UpdateMessage(MessageArgs):
     content: Content | None = None
     metadata: Metadata | None = None
@@ -128,6 +133,18 @@ def idempotency(tool: str, args: BaseModel, ctx: CallContext) -> IdempotencyKey 
         return None
     fingerprint = hashlib.sha256(args.model_dump_json().encode()).hexdigest()
     return IdempotencyKey(ctx.idempotency_key, tool, fingerprint)
+
+
+def claim_reply(store: Store, args: ClaimReply, key: IdempotencyKey | None) -> dict:
+    """The claim, and for a won one the turns the reply is written after: one call where the reply needed
+    two. Only the claim is remembered under the idempotency key; the turns are read afresh each time."""
+    claim = store.claim_reply(args.user_id, args.message_id, idempotency=key)
+    if not (claim["claimed"] and args.recent):
+        return claim
+    message = store.get_message(args.user_id, args.message_id)["message"]
+    page = store.list_messages(args.user_id, message["conversation_id"],
+                               max(0, message["sequence"] - args.recent - 1), args.recent)
+    return {**claim, "recent": [m for m in page["messages"] if m["sequence"] < message["sequence"]]}
 
 
 def build_tools(store: Store, hashing: PasswordHashing | None = None) -> list[Tool]:
@@ -202,8 +219,7 @@ def build_tools(store: Store, hashing: PasswordHashing | None = None) -> list[To
         mutating("delete_message", "Delete a message.", MessageArgs,
                  lambda a, k: store.delete_message(a.user_id, a.message_id, idempotency=k)),
         mutating("claim_reply", "Record that a reply to this message has started; claimed is true for the "
-                 "first claim only, once ever.", MessageArgs,
-                 lambda a, k: store.claim_reply(a.user_id, a.message_id, idempotency=k)),
+                 "first claim only, once ever.", ClaimReply, lambda a, k: claim_reply(store, a, k)),
         reading("list_messages", "A conversation's messages in order, after a sequence number.",
                 ListMessages,
                 lambda a: store.list_messages(a.user_id, a.conversation_id, a.after_sequence, a.limit, a.latest)),

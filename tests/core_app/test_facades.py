@@ -56,7 +56,7 @@ def test_store_input_says_whether_it_replayed_and_passes_the_key():
 def test_claim_reply_asks_memory():
     responses.post(f"{BASE}/tool/claim_reply", json={"result": {"claimed": False, "message_id": "m-1"}})
 
-    assert Memory(client()).claim_reply("u-1", "m-1") is False
+    assert Memory(client()).claim_reply("u-1", "m-1") == (False, [])
     assert json.loads(responses.calls[0].request.body)["arguments"] == {"user_id": "u-1", "message_id": "m-1"}
 
 

@@ -54,11 +54,18 @@ class FakeMemory(FakeService):
                                     "claim_reply": self.claim})
 
     def claim(self, arguments: dict) -> dict:
-        """Memory's claim: true for exactly one call per message."""
+        """Memory's claim: true for exactly one call per message, with the turns before it when asked."""
         with self._lock:
             won = arguments["message_id"] not in self.claimed
             self.claimed.add(arguments["message_id"])
-        return {"claimed": won, "message_id": arguments["message_id"]}
+        answer: dict = {"claimed": won, "message_id": arguments["message_id"]}
+        if won and arguments.get("recent"):
+            history = self.answers["list_messages"]
+            turns = (history(arguments) if callable(history) else history)["messages"]
+            ids = [turn["id"] for turn in turns]
+            before = turns[:ids.index(arguments["message_id"])] if arguments["message_id"] in ids else turns
+            answer["recent"] = before[-arguments["recent"]:]
+        return answer
 
     def store(self, arguments: dict) -> dict:
         data = arguments["input_data"]

@@ -91,19 +91,22 @@ def test_a_failing_claim_is_the_replys_error_event():
     assert memory.calls_to("store_input") == []
 
 
-def test_the_claim_the_context_and_the_recent_turns_are_asked_at_the_same_time():
-    """Each lookup waits until all three are in flight: run one after the other, they would never finish."""
-    together = threading.Barrier(3, timeout=5)
+def test_the_claim_with_its_recent_turns_and_the_context_are_asked_at_the_same_time():
+    """Each waits until both are in flight: asked one after the other, they would never finish. The recent
+    turns come with the claim: no separate call for them."""
+    together = threading.Barrier(2, timeout=5)
     memory, cognition = FakeMemory(HISTORY), FakeService("cognition", {})
-    claim, turns = memory.answers["claim_reply"], memory.answers["list_messages"]
+    claim = memory.answers["claim_reply"]
     memory.answers["claim_reply"] = lambda arguments: (together.wait(), claim(arguments))[1]
-    memory.answers["list_messages"] = lambda arguments: (together.wait(), turns)[1]
     cognition.answers["get_context"] = lambda arguments: (together.wait(), CONTEXT)[1]
     a, log_a = process(memory, cognition)
 
     a.reply(USER, user_message())
 
     assert types_of(log_a.read_after("c-1"))[-2:] == ["response.completed", "message"]
+    (arguments, _), = memory.calls_to("claim_reply")
+    assert arguments["recent"] > 0
+    assert memory.calls_to("list_messages") == []
 
 
 def test_memory_down_for_the_claim_of_a_replay_is_an_error_event():

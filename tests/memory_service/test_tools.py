@@ -129,6 +129,23 @@ def test_claim_reply_through_the_tool_wins_once_and_replays_on_retry(client, wor
     assert_error(call(client, "claim_reply", user_id=alice, message_id="no-such-message"), 404, "not_found")
 
 
+def test_a_won_claim_brings_the_turns_before_its_message_and_a_lost_one_none(client, world):
+    alice, conv = world["alice"]["id"], world["conv"]["id"]
+    posted = [result(client, "store_input", user_id=alice, input_data={"conversation_id": conv, "content": text})
+              ["message"] for text in ("one", "two", "three", "four")]
+    claimed = result(client, "claim_reply", key="key-0003-claim", user_id=alice, message_id=posted[2]["id"],
+                     recent=2)
+    assert claimed["claimed"] is True
+    assert [m["id"] for m in claimed["recent"]] == [posted[0]["id"], posted[1]["id"]]  # before it, in order
+    # A retry whose first answer was lost: the remembered claim, the turns read again.
+    again = result(client, "claim_reply", key="key-0003-claim", user_id=alice, message_id=posted[2]["id"], recent=2)
+    assert again == claimed
+    lost = result(client, "claim_reply", key="key-0004-claim", user_id=alice, message_id=posted[2]["id"], recent=2)
+    assert lost == {"claimed": False, "message_id": posted[2]["id"]}
+    assert_error(call(client, "claim_reply", user_id=alice, message_id=posted[3]["id"], recent=101),
+                 400, "invalid_arguments")
+
+
 def test_resources_stream_in_order(client, world):
     alice, conv = world["alice"]["id"], world["conv"]["id"]
     response = client.get(f"/resource/conversation/{conv}?user_id={alice}")
