@@ -6,6 +6,7 @@ scenario, prints a table against the targets, writes bench-results.json and draw
     python scripts/bench.py --quick    # reduced counts, about 3 minutes
     python scripts/bench.py --only breaker,throughput
     python scripts/bench.py --only stores   # SQLite against PostgreSQL (skipped without a server)
+    python scripts/bench.py --only context-quality --locomo PATH   # recall on a LoCoMo file (opt-in)
 
 Every load loop is bounded in count and time and talks to 127.0.0.1 only.
 """
@@ -27,7 +28,7 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from benchkit import chart, micro, replies, scaleout, scaleturns, services, stores, streams  # noqa: E402
+from benchkit import chart, locomo, micro, replies, scaleout, scaleturns, services, stores, streams  # noqa: E402
 from benchkit.procs import raise_file_limit  # noqa: E402
 from benchkit.results import Result  # noqa: E402
 
@@ -41,7 +42,11 @@ QUICK = {"rounds": 1, "seconds": 1.0, "idle": 300, "latency_samples": 30, "strea
          "scale_broadcasts": 1}
 
 
-def scenarios(p: dict, work: Path) -> dict:
+# Run only when named in --only: they need a file the project does not ship.
+OPT_IN = {"context-quality"}
+
+
+def scenarios(p: dict, work: Path, locomo_path: str | None = None) -> dict:
     return {
         "breaker": lambda: micro.breaker_concurrency(p["rounds"] * 3),
         "throughput": lambda: micro.tool_throughput(work, p["rounds"], p["seconds"]),
@@ -57,6 +62,8 @@ def scenarios(p: dict, work: Path) -> dict:
                                                            max(1, p["scale_idle"] // 10)),
         "scaleout-capacity": lambda: scaleout.redis_capacity(work, p["scale_streams"], p["scale_broadcasts"]),
         "scaleout-many": lambda: scaleturns.many_on_redis(work, p["many"]),
+        # Issue 14: evidence recall of get_context on a LoCoMo-format file.
+        "context-quality": lambda: locomo.context_quality(work, locomo_path),
     }
 
 
@@ -88,6 +95,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Run the Cortex Core benchmarks.")
     parser.add_argument("--quick", action="store_true", help="reduced counts; about 3 minutes")
     parser.add_argument("--only", help="comma-separated scenarios: " + ", ".join(scenarios(FULL, Path("."))))
+    parser.add_argument("--locomo", metavar="PATH", help="a LoCoMo-format JSON file for context-quality")
     parser.add_argument("--output", default="bench-results.json")
     parser.add_argument("--chart", default=str(HERE.parent / "docs" / "bench.png"))
     args = parser.parse_args()
@@ -99,8 +107,8 @@ def main() -> int:
     results: list[Result] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cortex-bench-") as tmp:
-        table_of = scenarios(params, Path(tmp))
-        chosen = args.only.split(",") if args.only else list(table_of)
+        table_of = scenarios(params, Path(tmp), args.locomo)
+        chosen = args.only.split(",") if args.only else [name for name in table_of if name not in OPT_IN]
         for index, name in enumerate(chosen, start=1):
             print(f"[{index}/{len(chosen)}] {name} ...", flush=True)
             began = time.monotonic()
