@@ -49,24 +49,25 @@ def breaker_concurrency(rounds: int) -> list[Result]:
                    ours_runs, note=f"plain pybreaker: {median(plain_runs):.2f} s")]
 
 
-def _rate(port: int, build, callers: int, seconds: float) -> float:
-    """Requests per second that `callers` keep-alive connections sustain for `seconds`."""
+def rate(ports: list[int], build, callers: int, seconds: float) -> float:  # type: ignore[no-untyped-def]
+    """Requests per second that `callers` keep-alive connections, spread over `ports`, sustain for `seconds`;
+    `build(index)` makes caller `index`'s next request."""
     done = [0]
     deadline = time.monotonic() + seconds
 
-    def caller() -> None:
-        conn = Connection(port)
+    def caller(index: int) -> None:
+        conn = Connection(ports[index % len(ports)])
         try:
             while time.monotonic() < deadline:
-                status, _ = conn.request(build())
+                status, body = conn.request(build(index))
                 if status != 200:
-                    raise RuntimeError(f"status {status}")
+                    raise RuntimeError(f"status {status}: {body[:200]!r}")
                 done[0] += 1
         finally:
             conn.close()
 
     started = time.monotonic()
-    gevent.joinall([gevent.spawn(caller) for _ in range(callers)], raise_error=True)
+    gevent.joinall([gevent.spawn(caller, index) for index in range(callers)], raise_error=True)
     return done[0] / (time.monotonic() - started)
 
 
@@ -94,9 +95,9 @@ def tool_throughput(log_dir: Path, rounds: int, seconds: float) -> list[Result]:
 
         reads, writes, bares = [], [], []
         for _ in range(rounds):
-            bares.append(_rate(bare.port, lambda: echo, 50, seconds))
-            reads.append(_rate(memory.port, lambda: read, 50, seconds))
-            writes.append(_rate(memory.port, write, 50, seconds))
+            bares.append(rate([bare.port], lambda _: echo, 50, seconds))
+            reads.append(rate([memory.port], lambda _: read, 50, seconds))
+            writes.append(rate([memory.port], lambda _: write(), 50, seconds))
     finally:
         memory.stop()
         bare.stop()

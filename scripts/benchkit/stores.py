@@ -15,16 +15,14 @@ default waits for its WAL flush; the difference between the two PostgreSQL figur
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import quote
 
-import gevent
-
+from benchkit.micro import rate
 from benchkit.procs import Service
 from benchkit.results import Result, median
-from benchkit.wire import Connection, post_json
+from benchkit.wire import post_json
 from common.client import ServiceClient
 
 CALLERS = 50
@@ -50,25 +48,6 @@ def _admin(url: str, statement: str) -> None:
         conn.execute(statement)
 
 
-def _rate(ports: list[int], build, callers: int, seconds: float) -> float:  # type: ignore[no-untyped-def]
-    """Requests per second that `callers` keep-alive connections, spread over `ports`, sustain."""
-    done = [0]
-    deadline = time.monotonic() + seconds
-
-    def caller(index: int) -> None:
-        conn = Connection(ports[index % len(ports)])
-        try:
-            while time.monotonic() < deadline:
-                status, body = conn.request(build(index))
-                if status != 200:
-                    raise RuntimeError(f"status {status}: {body[:200]!r}")
-                done[0] += 1
-        finally:
-            conn.close()
-
-    started = time.monotonic()
-    gevent.joinall([gevent.spawn(caller, index) for index in range(callers)], raise_error=True)
-    return done[0] / (time.monotonic() - started)
 
 
 class Side:
@@ -111,7 +90,7 @@ def _turns(sides: list[tuple[Side, int]], call: str, slices: int, seconds: float
     for _ in range(slices):
         for side, processes in sides:
             build = side.write if call == "write" else (lambda _, side=side: side.read)
-            rates[side.name].append(_rate(side.ports(processes), build, CALLERS, seconds / slices))
+            rates[side.name].append(rate(side.ports(processes), build, CALLERS, seconds / slices))
     return {name: sum(values) / len(values) for name, values in rates.items()}
 
 
@@ -137,15 +116,15 @@ def store_throughput(log_dir: Path, rounds: int, seconds: float) -> list[Result]
         reads: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
         # Unmeasured first: pools growing to their size, statements being prepared, SQLite's page cache.
         for side, processes in ((sqlite, 1), (postgres, 2), (unflushed, 2)):
-            _rate(side.ports(processes), side.write, CALLERS, 0.5)
+            rate(side.ports(processes), side.write, CALLERS, 0.5)
         for side in (sqlite, postgres):
-            _rate(side.ports(1), lambda _, side=side: side.read, CALLERS, 0.5)
+            rate(side.ports(1), lambda _, side=side: side.read, CALLERS, 0.5)
         slices = max(1, round(seconds))
         for _ in range(rounds):
-            for side, rate in _turns([(sqlite, 1), (postgres, 2), (unflushed, 2)], "write", slices, seconds).items():
-                writes[side].append(rate)
-            for side, rate in _turns([(sqlite, 1), (postgres, 1)], "read", slices, seconds).items():
-                reads[side].append(rate)
+            for side, speed in _turns([(sqlite, 1), (postgres, 2), (unflushed, 2)], "write", slices, seconds).items():
+                writes[side].append(speed)
+            for side, speed in _turns([(sqlite, 1), (postgres, 1)], "read", slices, seconds).items():
+                reads[side].append(speed)
     finally:
         for side in sides:
             side.stop()
