@@ -59,8 +59,25 @@ BACKENDS: dict[str, Callable[..., EventLog]] = {
 }
 
 
+def settle(log: EventLog, conversation: str, last: Position, deadline: float = 5.0) -> None:
+    """Wait until the log has handed `last` to this process's subscribers of the conversation. The in-process
+    log does so inside `publish`; a Redis log's reader does it a moment later (nothing to wait for once the
+    conversation has no local subscriber left)."""
+    reader = getattr(log, "reader", None)
+    give_up = time.monotonic() + deadline
+    while reader is not None and conversation in log.fanout.conversations():
+        cursor = reader.cursors.get(conversation)
+        if cursor is None or cursor >= last or time.monotonic() > give_up:
+            return
+        time.sleep(0.005)  # poll interval; the deadline bounds it
+
+
 def publish_many(log: EventLog, count: int, conversation: str = CONV, data: dict | None = None) -> list[Position]:
-    return [log.publish(conversation, "message", data or {"n": n}).id for n in range(count)]
+    """Publish `count` events and return their ids once they have reached this process's subscribers."""
+    ids = [log.publish(conversation, "message", data or {"n": n}).id for n in range(count)]
+    if ids:
+        settle(log, conversation, ids[-1])
+    return ids
 
 
 def received_ids(sub: Subscription, expected: int | None = None, deadline: float = 5.0) -> list[Position]:
