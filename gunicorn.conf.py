@@ -92,3 +92,19 @@ def worker_exit(server, worker):
     close = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("cortex.close")
     if close is not None:
         close()
+
+
+def on_starting(server):
+    """Several Core App workers without REDIS_URL are refused here, in the master, before any worker boots
+    (each worker checks too, but when every worker refuses, gunicorn reports all but the first with a
+    traceback)."""
+    if not str(getattr(server.app, "app_uri", None) or "").startswith("core_app"):
+        return
+    from common.config import ConfigError, Env, exit_on_config_error
+    from core_app.workers import worker_count
+
+    env = Env(os.environ)
+    try:
+        worker_count(Env({**os.environ, "WEB_CONCURRENCY": str(server.cfg.workers)}), env.str("REDIS_URL") is not None)
+    except ConfigError as error:
+        exit_on_config_error(error)

@@ -18,6 +18,7 @@ from common.client import ClientSettings
 from common.config import ConfigError, Env
 from common.server.auth import check_strong, is_loopback_host, service_token_setting
 from core_app.reply_pool import ReplyLimits
+from core_app.workers import worker_count
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET_FILE = REPO_ROOT / "var" / "dev-jwt-secret"
@@ -132,17 +133,6 @@ def redact(url: str) -> str:
     """The URL without its password, for a message."""
     parsed = urlparse(url)
     return url if parsed.password is None else url.replace(f":{parsed.password}@", ":[redacted]@", 1)
-
-
-def worker_count(env: Env, shared_log: bool) -> int:
-    """WEB_CONCURRENCY, refused above 1 without REDIS_URL: each worker would keep its own in-process
-    event log, and a message posted through one would never reach the streams another holds."""
-    workers = env.int("WEB_CONCURRENCY", 1, minimum=1)
-    if workers > 1 and not shared_log:
-        raise ConfigError("WEB_CONCURRENCY", f"must be 1 for the Core App without REDIS_URL, got {workers}: the "
-                                             "in-process event log is per worker, so a message posted through "
-                                             "one worker would never reach streams held by another")
-    return workers
 
 
 def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
