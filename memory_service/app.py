@@ -14,6 +14,7 @@ from memory_service.config import load_config
 from memory_service.hashing import PasswordHashing
 from memory_service.resources import build_resources
 from memory_service.store import StoreUnavailable, open_store
+from memory_service.store.vectors import VectorIndex
 from memory_service.tools import build_tools
 
 
@@ -35,7 +36,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.extensions["cortex.settings"] = settings
     app.extensions["cortex.store"] = store
     app.extensions["cortex.close"] = store.close  # by gunicorn.conf.py's worker_exit
-    tools, resources = build_tools(store, hashing), build_resources(store)
+    index = VectorIndex(settings.vector_cache_mb * 1024 * 1024)
+    tools, resources = build_tools(store, hashing, index), build_resources(store)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))

@@ -36,6 +36,7 @@ class MemoryConfig:
     max_page_bytes: int
     password_hash_threads: int
     password_hash_queue: int
+    vector_cache_mb: int
 
 
 def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
@@ -69,4 +70,6 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         max_page_bytes=env.int("MAX_PAGE_BYTES", 1024 * 1024, minimum=512 * 1024),
         password_hash_threads=env.int("PASSWORD_HASH_THREADS", 2, minimum=1, maximum=64),
         password_hash_queue=env.int("PASSWORD_HASH_QUEUE", 16, minimum=0, maximum=10_000),
+        # Memory's per-process copies of message vectors for similarity search (store/vectors.py).
+        vector_cache_mb=env.int("VECTOR_CACHE_MB", 256, minimum=1, maximum=1_000_000),
     )

@@ -8,11 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from common.errors import InvalidArguments
 from common.models import Arguments, Content, Description, Email, Id, Limit, Metadata, Name, Offset, SearchQuery, Topic
 from common.server import CallContext, Tool
 from memory_service import accounts
 from memory_service.hashing import PasswordHashing
 from memory_service.store import IdempotencyKey, Store
+from memory_service.store.vectors import VectorIndex, to_bytes
 
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -127,6 +129,47 @@ class SearchMessages(UserArgs):
     offset: Offset = Field(0, description="skip this many of the best matches (a page's next_offset)")
 
 
+# A model's name as the Cognition Service reports it ("hash-256", "text-embedding-3-small").
+Model = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+Vector = Annotated[list[float], Field(min_length=1, max_length=4096)]
+
+
+class SearchSimilar(UserArgs):
+    model: Model
+    vector: Vector = Field(description="the query's embedding, by the same model")
+    conversation_id: Id | None = None
+    limit: Limit = 10
+
+
+class ClaimEmbeddingWork(Arguments):
+    limit: Annotated[int, Field(ge=1, le=256)] = 64
+    lease_seconds: Annotated[float, Field(ge=1, le=3600)] = 60
+
+
+class Embedding(Arguments):
+    ticket: Annotated[int, Field(ge=1)]
+    message_id: Id
+    vector: Vector
+
+
+class StoreEmbeddings(Arguments):
+    model: Model
+    items: Annotated[list[Embedding], Field(min_length=1, max_length=256)]
+
+
+class ModelArgs(Arguments):
+    model: Model
+
+
+def store_embeddings(store: Store, args: StoreEmbeddings) -> dict:
+    """Vectors of one size only, as float32 bytes."""
+    sizes = {len(item.vector) for item in args.items}
+    if len(sizes) > 1:
+        raise InvalidArguments("every vector of one call must have the same number of dimensions")
+    return store.store_embeddings(args.model, [(item.ticket, item.message_id, to_bytes(item.vector))
+                                               for item in args.items])
+
+
 def idempotency(tool: str, args: BaseModel, ctx: CallContext) -> IdempotencyKey | None:
     """The key under which a mutating call's result is stored, tied to the exact arguments."""
     if not ctx.idempotency_key:
@@ -147,9 +190,11 @@ def claim_reply(store: Store, args: ClaimReply, key: IdempotencyKey | None) -> d
     return {**claim, "recent": [m for m in page["messages"] if m["sequence"] < message["sequence"]]}
 
 
-def build_tools(store: Store, hashing: PasswordHashing | None = None) -> list[Tool]:
-    """Bind every tool of SPEC §4 (and the participant and reply-claim tools) to `store`, hashing passwords
-    on `hashing`'s threads."""
+def build_tools(store: Store, hashing: PasswordHashing | None = None,
+                index: VectorIndex | None = None) -> list[Tool]:
+    """Bind every tool of SPEC §4 (and the participant, reply-claim and vector tools) to `store`, hashing
+    passwords on `hashing`'s threads and searching vectors through `index`."""
+    index = index or VectorIndex()
 
     def mutating(name: str, description: str, model: type[BaseModel],
                  run: Callable[[Any, IdempotencyKey | None], dict]) -> Tool:
@@ -226,4 +271,17 @@ def build_tools(store: Store, hashing: PasswordHashing | None = None) -> list[To
         reading("search_messages", "Ranked full-text search over the messages the user may read.",
                 SearchMessages,
                 lambda a: store.search_messages(a.user_id, a.query, a.conversation_id, a.limit, a.offset)),
+        reading("search_similar", "The messages the user may read whose vectors are nearest a query vector "
+                "(cosine), best first.", SearchSimilar,
+                lambda a: index.search(store, a.user_id, a.model, a.vector, a.limit, a.conversation_id)),
+        reading("claim_embedding_work", "Lease queued messages that need a vector: their ticket, id and content.",
+                ClaimEmbeddingWork,
+                lambda a: {"items": [item._asdict() for item in store.claim_embedding_work(a.limit, a.lease_seconds)]}),
+        reading("store_embeddings", "Store vectors for claimed messages whose tickets are still queued.",
+                StoreEmbeddings, lambda a: store_embeddings(store, a)),
+        reading("queue_missing_embeddings", "Queue every message without a vector of this model (a backfill).",
+                ModelArgs, lambda a: {"queued": store.queue_missing_embeddings(a.model),
+                                      "backlog": store.embedding_backlog()}),
+        reading("embedding_backlog", "How many messages wait for a vector.", Arguments,
+                lambda a: {"backlog": store.embedding_backlog()}),
     ]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from memory_service.store.idempotency import IdempotencyKey
+from memory_service.store.vectors import VectorRow, WorkItem
 
 Result = dict[str, Any]
 Key = IdempotencyKey | None
@@ -166,6 +167,39 @@ class Store(ABC):
     @abstractmethod
     def count_history(self, user_id: str) -> int:
         """How many messages the user may read across all their conversations."""
+
+    # --- vectors (store/vectors.py) -------------------------------------------------------------------------
+    @abstractmethod
+    def claim_embedding_work(self, limit: int, lease_seconds: float) -> list[WorkItem]:
+        """Lease up to `limit` queued messages that no one holds a lease on, oldest first."""
+
+    @abstractmethod
+    def store_embeddings(self, model: str, items: list[tuple[int, str, bytes]]) -> Result:
+        """Store `(ticket, message_id, vector bytes)` for tickets still queued, replacing each message's
+        vector, and dequeue them: `{"stored", "skipped"}`."""
+
+    @abstractmethod
+    def queue_missing_embeddings(self, model: str) -> int:
+        """Queue every message without a vector of `model` (a backfill); how many were queued."""
+
+    @abstractmethod
+    def embedding_backlog(self) -> int:
+        """How many messages wait for a vector."""
+
+    @abstractmethod
+    def vector_versions(self, user_id: str, model: str,
+                        conversation_id: str | None = None) -> dict[str, tuple[int, int]]:
+        """For each conversation the user may read (or the one named) that has vectors of `model`: the seq
+        of the newest and how many there are. NotFound/Forbidden as for `search_messages`."""
+
+    @abstractmethod
+    def vectors_after(self, conversation_id: str, model: str, after: int) -> list[VectorRow]:
+        """A conversation's `model` vectors written after seq `after`, in seq order. No access check: only
+        for conversations `vector_versions` returned to the same caller."""
+
+    @abstractmethod
+    def readable_messages(self, user_id: str, message_ids: list[str]) -> list[Result]:
+        """Those of the messages that exist and the user may read, in any order."""
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     @abstractmethod

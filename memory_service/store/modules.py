@@ -11,6 +11,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from memory_service.store.interface import Key, Result, Store
 from memory_service.store.values import InvitationLimits
+from memory_service.store.vectors import VectorRow, WorkItem
 
 
 class Modules(NamedTuple):
@@ -23,6 +24,7 @@ class Modules(NamedTuple):
     messages: ModuleType
     claims: ModuleType
     search: ModuleType
+    vectors: ModuleType
 
 
 class ModuleStore(Store):
@@ -141,6 +143,28 @@ class ModuleStore(Store):
 
     def count_history(self, user_id: str) -> int:
         return self.modules.messages.count_history(self.db, user_id)
+
+    def claim_embedding_work(self, limit: int, lease_seconds: float) -> list[WorkItem]:
+        return self.modules.vectors.claim_embedding_work(self.db, limit, lease_seconds)
+
+    def store_embeddings(self, model: str, items: list[tuple[int, str, bytes]]) -> Result:
+        return self.modules.vectors.store_embeddings(self.db, model, items)
+
+    def queue_missing_embeddings(self, model: str) -> int:
+        return self.modules.vectors.queue_missing_embeddings(self.db, model)
+
+    def embedding_backlog(self) -> int:
+        return self.modules.vectors.embedding_backlog(self.db)
+
+    def vector_versions(self, user_id: str, model: str,
+                        conversation_id: str | None = None) -> dict[str, tuple[int, int]]:
+        return self.modules.vectors.vector_versions(self.db, user_id, model, conversation_id)
+
+    def vectors_after(self, conversation_id: str, model: str, after: int) -> list[VectorRow]:
+        return self.modules.vectors.vectors_after(self.db, conversation_id, model, after)
+
+    def readable_messages(self, user_id: str, message_ids: list[str]) -> list[Result]:
+        return self.modules.vectors.readable_messages(self.db, user_id, message_ids)
 
     def ping(self) -> bool:
         return self.db.ping()

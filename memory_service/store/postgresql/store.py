@@ -9,7 +9,15 @@ from datetime import UTC, datetime
 from common.models import DEFAULT_MAX_METADATA_BYTES
 from memory_service.store.idempotency import DEFAULT_TTL_SECONDS
 from memory_service.store.modules import Modules, ModuleStore
-from memory_service.store.postgresql import conversations, messages, participants, search, users, workspaces
+from memory_service.store.postgresql import (
+    conversations,
+    messages,
+    participants,
+    search,
+    users,
+    vectors,
+    workspaces,
+)
 from memory_service.store.postgresql.database import Database
 from memory_service.store.values import DEFAULT_LIMITS, DEFAULT_PAGE_BYTES, InvitationLimits
 
@@ -19,7 +27,8 @@ class PostgresStore(ModuleStore):
     Memory processes; StoreUnavailable when the server cannot be reached at start."""
 
     # claim_reply lives with the messages in this backend.
-    modules = Modules(users, workspaces, conversations, participants, messages, claims=messages, search=search)
+    modules = Modules(users, workspaces, conversations, participants, messages, claims=messages, search=search,
+                      vectors=vectors)
 
     def __init__(self, url: str, *, pool_size: int = 8, pool_timeout: float = 5.0,
                  idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS,

@@ -6,7 +6,7 @@ a migration changes an existing database once. `schema_version` records, in one 
 file the database was last brought to, as the PostgreSQL backend's does.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Raise with every change to the schema below."""
 
 SCHEMA = """
@@ -78,6 +78,30 @@ CREATE INDEX IF NOT EXISTS conversation_invitations_invitee ON conversation_invi
 CREATE TABLE IF NOT EXISTS reply_claims (
     message_id TEXT PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE, claimed_at TEXT NOT NULL
 ) WITHOUT ROWID;
+-- A dense vector per message (store/vectors.py), of the model that made it. seq orders the writes, so a
+-- process's cached copy of a conversation's vectors reads only what is newer than it has.
+CREATE TABLE IF NOT EXISTS message_vectors (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE REFERENCES messages(id) ON DELETE CASCADE,
+    conversation_id TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS message_vectors_conversation ON message_vectors(conversation_id, model, seq);
+-- Messages waiting for a vector, queued in the write's own transaction; a claim leases a row until
+-- lease_until (seconds since the epoch), and storing the vector removes it.
+CREATE TABLE IF NOT EXISTS embedding_queue (
+    ticket INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE REFERENCES messages(id) ON DELETE CASCADE,
+    lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE TRIGGER IF NOT EXISTS messages_embedding_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO embedding_queue (message_id) VALUES (new.id);
+END;
+-- Changed content: the old vector goes at once, and the message is queued again under a new ticket.
+CREATE TRIGGER IF NOT EXISTS messages_embedding_update AFTER UPDATE OF content ON messages
+WHEN new.content IS NOT old.content BEGIN
+    DELETE FROM message_vectors WHERE message_id = new.id;
+    INSERT OR REPLACE INTO embedding_queue (message_id) VALUES (new.id);
+END;
 CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL) WITHOUT ROWID;
 -- Migration participants-by-consent: before it, the workspace owner could add anyone as a participant, so
 -- no existing membership was agreed to. Each becomes a pending invitation from the owner (docs/DECISIONS.md).

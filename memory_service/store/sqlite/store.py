@@ -18,6 +18,7 @@ from memory_service.store.sqlite import (
     participants,
     search,
     users,
+    vectors,
     workspaces,
 )
 from memory_service.store.sqlite.database import Database
@@ -27,7 +28,7 @@ from memory_service.store.values import DEFAULT_LIMITS, DEFAULT_PAGE_BYTES, Invi
 class SqliteStore(ModuleStore):
     """Memory's data in one SQLite file, WAL mode, with a pool of connections and group commit."""
 
-    modules = Modules(users, workspaces, conversations, participants, messages, claims, search)
+    modules = Modules(users, workspaces, conversations, participants, messages, claims, search, vectors)
 
     def __init__(self, path: str, *, pool_size: int = 8, synchronous: str = "normal",
                  idempotency_ttl_seconds: int = DEFAULT_TTL_SECONDS,

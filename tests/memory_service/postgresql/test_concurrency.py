@@ -17,6 +17,7 @@ from memory_service.store import IdempotencyKey
 from memory_service.store.postgresql import PostgresStore
 from memory_service.store.postgresql.schema import SCHEMA_VERSION
 from memory_service.store.sqlite import SqliteStore
+from memory_service.store.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from tests.memory_service.worlds import readers_world
 
 
@@ -56,7 +57,7 @@ def test_sqlite_records_its_schema_version_too(tmp_path: Path) -> None:
     for store in together(4, lambda _: SqliteStore(path, pool_size=1)):
         store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SQLITE_SCHEMA_VERSION,)]
 
 
 def test_concurrent_writers_on_two_stores_get_unique_gap_free_sequences(store: PostgresStore,
