@@ -131,7 +131,9 @@ class SearchMessages(UserArgs):
 
 # A model's name as the Cognition Service reports it ("hash-256", "text-embedding-3-small").
 Model = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
-Vector = Annotated[list[float], Field(min_length=1, max_length=4096)]
+# Finite and within float32's range, so a stored vector never turns a cosine into NaN.
+Component = Annotated[float, Field(allow_inf_nan=False, ge=-1e30, le=1e30)]
+Vector = Annotated[list[Component], Field(min_length=1, max_length=4096)]
 
 
 class SearchSimilar(UserArgs):

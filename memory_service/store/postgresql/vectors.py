@@ -38,19 +38,28 @@ def claim_embedding_work(db: Database, limit: int, lease_seconds: float) -> list
 
 def store_embeddings(db: Database, model: str, items: list[tuple[int, str, bytes]]) -> dict[str, int]:
     """Store each `(ticket, message_id, vector)` whose ticket is still queued, replacing the message's
-    vector, and take the ticket off the queue (a ticket that is gone stores nothing)."""
+    vector, and take the ticket off the queue (a ticket that is gone stores nothing). Each vector's seq is
+    its conversation's next, taken under the counter row's lock; conversations are locked in id order, so
+    two workers' batches never deadlock."""
 
     def tx(conn: Connection) -> dict[str, int]:
+        where = {row["id"]: row["conversation_id"] for row in conn.execute(
+            "SELECT id, conversation_id FROM messages WHERE id = ANY(%s)", ([item[1] for item in items],))}
         stored = 0
-        for ticket, message_id, vector in items:
-            if conn.execute("DELETE FROM embedding_queue WHERE ticket = %s AND message_id = %s",
-                            (ticket, message_id)).rowcount != 1:
+        for ticket, message_id, vector in sorted(items, key=lambda item: (where.get(item[1], ""), item[0])):
+            conversation_id = where.get(message_id)
+            if conversation_id is None or conn.execute(
+                    "DELETE FROM embedding_queue WHERE ticket = %s AND message_id = %s",
+                    (ticket, message_id)).rowcount != 1:
                 continue
-            conn.execute("DELETE FROM message_vectors WHERE message_id = %s", (message_id,))
+            seq = one(conn.execute(
+                "INSERT INTO vector_counters (conversation_id, seq) VALUES (%s, 1) ON CONFLICT (conversation_id)"
+                " DO UPDATE SET seq = vector_counters.seq + 1 RETURNING seq", (conversation_id,)))["seq"]
             stored += conn.execute(
-                "INSERT INTO message_vectors (message_id, conversation_id, model, vector)"
-                " SELECT id, conversation_id, %s, %s FROM messages WHERE id = %s",
-                (model, vector, message_id)).rowcount
+                "INSERT INTO message_vectors (message_id, conversation_id, model, seq, vector)"
+                " SELECT id, conversation_id, %s, %s, %s FROM messages WHERE id = %s"
+                " ON CONFLICT (message_id) DO UPDATE SET model = EXCLUDED.model, seq = EXCLUDED.seq,"
+                " vector = EXCLUDED.vector", (model, seq, vector, message_id)).rowcount
         return {"stored": stored, "skipped": len(items) - stored}
 
     return db.write(tx)
@@ -61,7 +70,7 @@ def queue_missing_embeddings(db: Database, model: str) -> int:
     return db.write(lambda conn: conn.execute(
         "INSERT INTO embedding_queue (message_id) SELECT m.id FROM messages m WHERE NOT EXISTS"
         " (SELECT 1 FROM message_vectors v WHERE v.message_id = m.id AND v.model = %s)"
-        " ON CONFLICT (message_id) DO NOTHING", (model,)).rowcount, one_statement=True)
+        " ORDER BY m.seq_global ON CONFLICT (message_id) DO NOTHING", (model,)).rowcount, one_statement=True)
 
 
 def embedding_backlog(db: Database) -> int:

@@ -63,7 +63,8 @@ def queue_missing_embeddings(db: Database, model: str) -> int:
     """Queue every message that has no vector of `model` and is not queued yet; how many were queued."""
     return db.write(lambda conn: conn.execute(
         "INSERT OR IGNORE INTO embedding_queue (message_id) SELECT m.id FROM messages m WHERE NOT EXISTS"
-        " (SELECT 1 FROM message_vectors v WHERE v.message_id = m.id AND v.model = ?)", (model,)).rowcount)
+        " (SELECT 1 FROM message_vectors v WHERE v.message_id = m.id AND v.model = ?) ORDER BY m.seq_global",
+        (model,)).rowcount)
 
 
 def embedding_backlog(db: Database) -> int:
