@@ -127,6 +127,8 @@ class SearchMessages(UserArgs):
     conversation_id: Id | None = None
     limit: Limit = 10
     offset: Offset = Field(0, description="skip this many of the best matches (a page's next_offset)")
+    match: Literal["words", "stems"] = Field("words", description="exact words, or stems (\"paints\" finds "
+                                                                   "\"painted\")")
 
 
 # A model's name as the Cognition Service reports it ("hash-256", "text-embedding-3-small").
@@ -134,6 +136,11 @@ Model = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r
 # Finite and within float32's range, so a stored vector never turns a cosine into NaN.
 Component = Annotated[float, Field(allow_inf_nan=False, ge=-1e30, le=1e30)]
 Vector = Annotated[list[Component], Field(min_length=1, max_length=4096)]
+
+
+class MessagesAround(UserArgs):
+    message_ids: Annotated[list[Id], Field(min_length=1, max_length=1000)]
+    distance: Annotated[int, Field(ge=0, le=10)] = 2
 
 
 class SearchSimilar(UserArgs):
@@ -272,7 +279,10 @@ def build_tools(store: Store, hashing: PasswordHashing | None = None,
                 lambda a: store.list_messages(a.user_id, a.conversation_id, a.after_sequence, a.limit, a.latest)),
         reading("search_messages", "Ranked full-text search over the messages the user may read.",
                 SearchMessages,
-                lambda a: store.search_messages(a.user_id, a.query, a.conversation_id, a.limit, a.offset)),
+                lambda a: store.search_messages(a.user_id, a.query, a.conversation_id, a.limit, a.offset, a.match)),
+        reading("messages_around", "The messages next to each given one in its conversation (up to `distance` "
+                "places before and after), for context around search hits.", MessagesAround,
+                lambda a: {"messages": store.messages_around(a.user_id, a.message_ids, a.distance)}),
         reading("search_similar", "The messages the user may read whose vectors are nearest a query vector "
                 "(cosine), best first.", SearchSimilar,
                 lambda a: index.search(store, a.user_id, a.model, a.vector, a.limit, a.conversation_id)),

@@ -150,10 +150,16 @@ class Store(ABC):
         """A chronological page after a sequence (the last `limit` with `latest`), bounded in bytes too."""
 
     @abstractmethod
+    def messages_around(self, user_id: str, message_ids: list[str], distance: int) -> list[Result]:
+        """The messages at most `distance` places before or after each of `message_ids` in its conversation
+        (those messages included), in any order; only conversations the user may read."""
+
+    @abstractmethod
     def search_messages(self, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10,
-                        offset: int = 0) -> Result:
+                        offset: int = 0, match: str = "words") -> Result:
         """Ranked full-text search over what the user may read, the user's text never parsed as query
-        syntax; results carry a positive `score`, statistics from the user's own messages only."""
+        syntax; results carry a positive `score`, statistics from the user's own messages only. `match`
+        is "words" (exact words) or "stems" (each word's stem matches the others of that stem)."""
 
     @abstractmethod
     def iter_conversation(self, user_id: str, conversation_id: str, page_size: int = 500) -> Iterator[Result]:

@@ -131,9 +131,12 @@ class ModuleStore(Store):
                       latest: bool = False) -> Result:
         return self.modules.messages.list_messages(self.db, user_id, conversation_id, after_sequence, limit, latest)
 
+    def messages_around(self, user_id: str, message_ids: list[str], distance: int) -> list[Result]:
+        return self.modules.messages.messages_around(self.db, user_id, message_ids, distance)
+
     def search_messages(self, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10,
-                        offset: int = 0) -> Result:
-        return self.modules.search.search_messages(self.db, user_id, query, conversation_id, limit, offset)
+                        offset: int = 0, match: str = "words") -> Result:
+        return self.modules.search.search_messages(self.db, user_id, query, conversation_id, limit, offset, match)
 
     def iter_conversation(self, user_id: str, conversation_id: str, page_size: int = 500) -> Iterator[Result]:
         return self.modules.messages.iter_conversation(self.db, user_id, conversation_id, page_size)

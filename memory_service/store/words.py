@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import unicodedata
+
+import snowballstemmer
 
 MAX_TOKENS = 64
 # Letters and digits only, like FTS5's unicode61 tokenizer; underscores separate words there too.
 _WORD = re.compile(r"[^\W_]+")
+_porter = snowballstemmer.stemmer("porter")
+_porter_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -33,6 +38,21 @@ def terms(query: str) -> list[str]:
     """The query's distinct words as index terms, at most MAX_TOKENS of them. Any text is only words
     here: FTS5 syntax (quotes, AND, NEAR, column filters) means nothing."""
     return list(dict.fromkeys(fold(word) for word in _WORD.findall(query)))[:MAX_TOKENS]
+
+
+@functools.lru_cache(maxsize=8192)
+def stem(term: str) -> str:
+    """A folded term as SQLite's porter tokenizer indexes it (the Porter stemmer; words of one or two
+    letters are kept as they are, as that tokenizer keeps them)."""
+    if len(term) <= 2:
+        return term
+    with _porter_lock:  # a Snowball stemmer keeps its working state in the object
+        return str(_porter.stemWord(term))
+
+
+def stems(query: str) -> list[str]:
+    """`terms(query)`, stemmed, without repeats."""
+    return list(dict.fromkeys(stem(term) for term in terms(query)))
 
 
 def folded_text(content: str) -> str:

@@ -237,3 +237,21 @@ def count_history(db: Database, user_id: str) -> int:
                                     f" ({READABLE_CONVERSATION_IDS})", {"user_id": user_id}))["n"])
 
     return db.read(tx)
+
+
+def messages_around(db: Database, user_id: str, message_ids: list[str], distance: int) -> list[dict[str, Any]]:
+    """The messages at most `distance` places before or after each of `message_ids` in its conversation
+    (the messages themselves included), of conversations the user may read; unknown ids are left out."""
+
+    def tx(conn: Connection) -> list[dict[str, Any]]:
+        require_user(conn, user_id)
+        columns = ", ".join(f"n.{column.strip()}" for column in COLUMNS.split(","))
+        rows = conn.execute(
+            f"SELECT DISTINCT ON (n.id) {columns} FROM messages m JOIN messages n"
+            " ON n.conversation_id = m.conversation_id"
+            " AND n.sequence BETWEEN m.sequence - %(distance)s AND m.sequence + %(distance)s"
+            f" WHERE m.id = ANY(%(ids)s) AND m.conversation_id IN ({READABLE_CONVERSATION_IDS})",
+            {"ids": message_ids, "distance": distance, "user_id": user_id}).fetchall()
+        return [message_from_row(row) for row in rows]
+
+    return db.read(tx)

@@ -28,12 +28,12 @@ FETCH = 50  # matching messages read per round trip while a page fills
 # (N = %(total)s, the caller's messages in scope); lengths in characters. Equal scores: newer first.
 BM25_SQL = """
 WITH matches AS (
-    SELECT m.seq_global AS doc, m.search_vector AS tsv, length(m.content)::float8 AS len
-    FROM messages m WHERE m.search_vector @@ ({query}) AND {scope}),
+    SELECT m.seq_global AS doc, m.{column} AS tsv, length(m.content)::float8 AS len
+    FROM messages m WHERE m.{column} @@ ({query}) AND {scope}),
 counts AS (
     SELECT matches.doc, u.lexeme AS term, cardinality(u.positions)::float8 AS tf, matches.len
     FROM matches, unnest(matches.tsv) u
-    WHERE u.lexeme = ANY(tsvector_to_array(to_tsvector('simple', %(text)s)))),
+    WHERE u.lexeme = ANY(tsvector_to_array(to_tsvector('{config}', %(text)s)))),
 frequencies AS (SELECT term, ln(1 + (%(total)s - COUNT(*) + 0.5) / (COUNT(*) + 0.5)) AS idf
                 FROM counts GROUP BY term),
 average AS (SELECT AVG(len) AS len FROM (SELECT doc, MAX(len) AS len FROM counts GROUP BY doc) d)
@@ -58,9 +58,11 @@ def _rows(conn: Connection, ranked: list[dict[str, Any]]) -> Iterator[dict[str, 
 
 
 def search_messages(db: Database, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10,
-                    offset: int = 0) -> dict[str, Any]:
+                    offset: int = 0, match: str = "words") -> dict[str, Any]:
     """The best-matching messages the user may read (optionally in one conversation), best first, each
-    with a positive BM25 `score`; paged by `offset`/`limit` and `db.max_page_bytes` as on SQLite."""
+    with a positive BM25 `score`; paged by `offset`/`limit` and `db.max_page_bytes` as on SQLite. With
+    `match="stems"` the 'english' configuration's stems (`stem_vector`) are searched instead of the words."""
+    column, config = ("stem_vector", "english") if match == "stems" else ("search_vector", "simple")
     limit, offset = page_bounds(limit, offset)
     words = terms(query)
 
@@ -76,8 +78,8 @@ def search_messages(db: Database, user_id: str, query: str, conversation_id: str
         params: dict[str, Any] = {"user_id": user_id, "conversation_id": conversation_id, "text": " ".join(words)}
         params.update((f"t{index}", word) for index, word in enumerate(words))
         total = one(conn.execute(f"SELECT COUNT(*) AS n FROM messages m WHERE {scope}", params))["n"]
-        tsquery = " || ".join(f"plainto_tsquery('simple', %(t{index})s)" for index in range(len(words)))
-        ranked = conn.execute(BM25_SQL.format(query=tsquery, scope=scope),
+        tsquery = " || ".join(f"plainto_tsquery('{config}', %(t{index})s)" for index in range(len(words)))
+        ranked = conn.execute(BM25_SQL.format(query=tsquery, scope=scope, column=column, config=config),
                               {**params, "total": float(total), "k1": K1, "b": B, "skip": offset,
                                "take": limit + 1}).fetchall()
         results, more = take_within(_rows(conn, ranked), limit, db.max_page_bytes - len(json.dumps(query)))

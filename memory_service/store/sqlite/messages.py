@@ -237,3 +237,25 @@ def count_history(db: Database, user_id: str) -> int:
         ).fetchone()[0]
 
     return db.read(tx)
+
+
+def messages_around(db: Database, user_id: str, message_ids: list[str], distance: int) -> list[dict[str, Any]]:
+    """The messages at most `distance` places before or after each of `message_ids` in its conversation
+    (the messages themselves included), of conversations the user may read; unknown ids are left out."""
+
+    def tx(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        require_user(conn, user_id)
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(message_ids), 400):
+            chunk = message_ids[start:start + 400]
+            params: dict[str, Any] = {"user_id": user_id, "distance": distance,
+                                      **{f"m{i}": mid for i, mid in enumerate(chunk)}}
+            for row in conn.execute(
+                    "SELECT n.* FROM messages m JOIN messages n ON n.conversation_id = m.conversation_id"
+                    " AND n.sequence BETWEEN m.sequence - :distance AND m.sequence + :distance"
+                    f" WHERE m.id IN ({', '.join(f':m{i}' for i in range(len(chunk)))})"
+                    f" AND m.conversation_id IN ({READABLE_CONVERSATION_IDS})", params):
+                found[row["id"]] = message_from_row(row)
+        return list(found.values())
+
+    return db.read(tx)

@@ -57,6 +57,22 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF content ON mess
     INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.seq_global, old.content);
     INSERT INTO messages_fts(rowid, content) VALUES (new.seq_global, new.content);
 END;
+-- The same words stemmed (Porter: "painting", "paints" and "painted" are "paint"), for searches that ask
+-- for stems (get_context's); a plain search keeps to exact words. Filled for existing messages once below.
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_stems USING fts5(
+    content, content='messages', content_rowid='seq_global', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_stems_instances USING fts5vocab(messages_stems, 'instance');
+CREATE TRIGGER IF NOT EXISTS messages_stems_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_stems(rowid, content) VALUES (new.seq_global, new.content);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_stems_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_stems(messages_stems, rowid, content) VALUES ('delete', old.seq_global, old.content);
+END;
+CREATE TRIGGER IF NOT EXISTS messages_stems_update AFTER UPDATE OF content ON messages BEGIN
+    INSERT INTO messages_stems(messages_stems, rowid, content) VALUES ('delete', old.seq_global, old.content);
+    INSERT INTO messages_stems(rowid, content) VALUES (new.seq_global, new.content);
+END;
 -- WITHOUT ROWID: looked up and inserted by its random key on every mutating call, so one B-tree, not two.
 -- subject_id: the message, conversation or workspace the stored result is a copy of (idempotency.py).
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -122,6 +138,11 @@ UPDATE conversations
     SET participant_ids_json = (SELECT json_array(owner_id) FROM workspaces WHERE id = conversations.workspace_id)
     WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = 'participants-by-consent')
       AND participant_ids_json <> (SELECT json_array(owner_id) FROM workspaces WHERE id = conversations.workspace_id);
+-- Migration stemmed-search: index the messages stored before messages_stems existed.
+INSERT INTO messages_stems(messages_stems) SELECT 'rebuild'
+    WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = 'stemmed-search');
+INSERT OR IGNORE INTO schema_migrations (name, applied_at)
+    VALUES ('stemmed-search', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));
 INSERT OR IGNORE INTO schema_migrations (name, applied_at)
     VALUES ('participants-by-consent', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));
 """

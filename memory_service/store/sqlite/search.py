@@ -19,7 +19,7 @@ from memory_service.store.sqlite.database import Database
 from memory_service.store.sqlite.messages import message_from_row
 from memory_service.store.sqlite.users import require_user
 from memory_service.store.values import page_bounds
-from memory_service.store.words import MAX_TOKENS, fold, terms
+from memory_service.store.words import MAX_TOKENS, fold, stems, terms
 
 __all__ = ["MAX_TOKENS", "fold", "search_messages", "terms"]
 
@@ -32,7 +32,7 @@ K1, B = 1.2, 0.75  # BM25's usual constants, as FTS5 uses them
 # word is in most messages (FTS5 flattens that to 1e-6). Equal scores: the newer message first.
 BM25_SQL = """
 WITH hits AS (
-    SELECT doc, term, COUNT(*) AS tf FROM messages_fts_instances WHERE term IN ({terms}) GROUP BY doc, term),
+    SELECT doc, term, COUNT(*) AS tf FROM {instances} WHERE term IN ({terms}) GROUP BY doc, term),
 counts AS (
     -- Counted per message first, so each matching message is read once, not once per occurrence.
     SELECT h.doc AS doc, h.term AS term, h.tf AS tf, length(m.content) AS len
@@ -48,16 +48,18 @@ GROUP BY counts.doc ORDER BY score DESC, counts.doc DESC LIMIT :take OFFSET :ski
 
 def search_messages(
     db: Database, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10,
-    offset: int = 0,
+    offset: int = 0, match: str = "words",
 ) -> dict[str, Any]:
     """The best-matching messages the user may read (optionally in one conversation), best first.
 
     Each result is a message plus a positive BM25 `score` (higher is better) computed over the caller's
     own readable messages. Results skip the best `offset` and stop at `limit` or `db.max_page_bytes` of
-    JSON; `has_more` says more matched, and `next_offset` is the offset to go on from.
+    JSON; `has_more` says more matched, and `next_offset` is the offset to go on from. `match="stems"`
+    searches the stemmed index (`messages_stems`) for the query's stems instead of the exact words.
     """
     limit, offset = page_bounds(limit, offset)
-    words = terms(query)
+    words = stems(query) if match == "stems" else terms(query)
+    instances = "messages_stems_instances" if match == "stems" else "messages_fts_instances"
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         if conversation_id is None:
@@ -74,7 +76,8 @@ def search_messages(
         # One more than the page can hold tells whether more matched; ranking runs over every match, so
         # an old message is found as readily as a recent one.
         ranked = conn.execute(
-            BM25_SQL.format(terms=", ".join(f":t{index}" for index in range(len(words))), scope=scope),
+            BM25_SQL.format(instances=instances, scope=scope,
+                            terms=", ".join(f":t{index}" for index in range(len(words)))),
             {**params, "total": total, "k1": K1, "b": B, "skip": offset, "take": limit + 1},
         ).fetchall()
         scores = dict(ranked)
