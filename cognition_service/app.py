@@ -9,6 +9,9 @@ from flask import Flask
 
 from cognition_service.analysis import Analyst
 from cognition_service.config import load_config
+from cognition_service.context import Retriever
+from cognition_service.embeddings import open_embedder
+from cognition_service.indexer import Indexer
 from cognition_service.memory import MemoryReader
 from cognition_service.offload import CpuOffload
 from cognition_service.resources import build_resources
@@ -36,11 +39,20 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.extensions["cortex.memory"] = memory
     app.extensions["cortex.monitor"] = monitor
     reader = MemoryReader(memory)
-    analyst = Analyst(reader, settings.analysis_limits, CpuOffload(settings.analysis_threads).run)
-    tools, resources = build_tools(reader, analyst), build_resources(reader, analyst)
+    offload = CpuOffload(settings.analysis_threads).run
+    analyst = Analyst(reader, settings.analysis_limits, offload)
+    embedder = open_embedder(settings)
+    retriever = Retriever(reader, embedder, offload)
+    tools, resources = build_tools(retriever, analyst), build_resources(retriever, analyst)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("cognition", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))
     app.register_blueprint(health_blueprint("cognition", monitor=monitor))
     monitor.start()
+    if embedder is not None:
+        indexer = Indexer(memory, embedder, batch=settings.embedding_batch,
+                          poll_seconds=settings.embedding_poll_seconds, offload=offload)
+        app.extensions["cortex.indexer"] = indexer
+        if not settings.in_process:  # the Core starts it once Memory's in-process route is mounted
+            indexer.start()
     return app

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cognition_service.analysis import AnalysisLimits
 from common.client import ClientSettings
-from common.config import Env
+from common.config import ConfigError, Env
 from common.mcp import parse_allowed_origins
 from common.server.auth import allowed_hosts_setting, service_token_setting
 
@@ -29,6 +30,13 @@ class CognitionConfig:
     mcp_allowed_origins: tuple[str, ...]
     analysis_limits: AnalysisLimits
     analysis_threads: int
+    embeddings: str
+    embeddings_url: str | None
+    embeddings_model: str | None
+    embeddings_api_key: str | None
+    embedding_poll_seconds: float
+    embedding_batch: int
+    embedding_threads: int
 
 
 def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
@@ -56,4 +64,25 @@ def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
             max_messages=env.int("ANALYSIS_MAX_MESSAGES", 500, minimum=1, maximum=999),
             max_chars=env.int("ANALYSIS_MAX_CHARS", 200_000, minimum=1000)),
         analysis_threads=env.int("ANALYSIS_THREADS", 2, minimum=1, maximum=16),
+        **embedding_settings(env),
     )
+
+
+def embedding_settings(env: Env) -> dict[str, Any]:
+    """EMBEDDINGS and the settings of the embedder it names (cognition_service/embeddings.py)."""
+    kind = env.choice("EMBEDDINGS", "builtin", ("builtin", "openai", "off"))
+    url, model = env.str("EMBEDDINGS_URL"), env.str("EMBEDDINGS_MODEL")
+    if kind == "openai":
+        if not url:
+            raise ConfigError("EMBEDDINGS_URL", "must be set with EMBEDDINGS=openai (e.g. https://api.openai.com/v1)")
+        url = env.url("EMBEDDINGS_URL", url)
+        if not model:
+            raise ConfigError("EMBEDDINGS_MODEL", "must be set with EMBEDDINGS=openai (e.g. text-embedding-3-small)")
+    return {
+        "embeddings": kind, "embeddings_url": url, "embeddings_model": model,
+        "embeddings_api_key": env.str("EMBEDDINGS_API_KEY") or None,
+        # How often an idle embedding worker asks Memory for new messages; 0 turns the worker off.
+        "embedding_poll_seconds": env.float("EMBEDDING_POLL_SECONDS", 0.2, minimum=0),
+        "embedding_batch": env.int("EMBEDDING_BATCH", 32, minimum=1, maximum=256),
+        "embedding_threads": env.int("EMBEDDING_THREADS", 1, minimum=1, maximum=16),
+    }

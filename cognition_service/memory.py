@@ -17,13 +17,29 @@ class MemoryReader:
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
 
-    def search(self, user_id: str, query: str, *, limit: int,
-               conversation_id: str | None = None) -> list[dict[str, Any]]:
-        """Full-text hits over every message the user may read, best first, each with a `score`."""
+    def search(self, user_id: str, query: str, *, limit: int, conversation_id: str | None = None,
+               stems: bool = False) -> list[dict[str, Any]]:
+        """Full-text hits over every message the user may read, best first, each with a `score`; with
+        `stems`, each word also matches the other words of its stem."""
         arguments: dict[str, Any] = {"user_id": user_id, "query": query, "limit": limit}
         if conversation_id is not None:
             arguments["conversation_id"] = conversation_id
+        if stems:
+            arguments["match"] = "stems"
         return list(self.client.call_tool("search_messages", arguments)["results"])
+
+    def similar(self, user_id: str, model: str, vector: list[float], *, limit: int,
+                conversation_id: str | None = None) -> list[dict[str, Any]]:
+        """The messages the user may read nearest `vector` among `model`'s, best first, `score` the cosine."""
+        arguments: dict[str, Any] = {"user_id": user_id, "model": model, "vector": vector, "limit": limit}
+        if conversation_id is not None:
+            arguments["conversation_id"] = conversation_id
+        return list(self.client.call_tool("search_similar", arguments)["results"])
+
+    def around(self, user_id: str, message_ids: list[str], distance: int) -> list[dict[str, Any]]:
+        """The messages up to `distance` places before and after each given one, in its conversation."""
+        return list(self.client.call_tool("messages_around", {
+            "user_id": user_id, "message_ids": message_ids, "distance": distance})["messages"])
 
     def newest(self, user_id: str, limit: int) -> list[dict[str, Any]]:
         """The user's `limit` newest messages across their conversations, newest first."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cognition_service import context
 from cognition_service.analysis import AnalysisType, Analyst
-from cognition_service.memory import MemoryReader
+from cognition_service.context import Retriever
 from cognition_service.tools import ContextLimit, OptionalQuery
 from common.models import Arguments, Id
 from common.server import Resource
@@ -25,12 +24,12 @@ class AnalysisParams(Arguments):
     user_id: Id
 
 
-def build_resources(memory: MemoryReader, analyst: Analyst) -> list[Resource]:
+def build_resources(retriever: Retriever, analyst: Analyst) -> list[Resource]:
     # Both compute their items before returning, so Memory's refusals (403/404/503) are ordinary JSON
     # errors rather than in-band stream errors.
     def context_items(params: ContextParams) -> Iterable[dict]:
-        return context.get_context(memory, params.user_id, params.query, params.conversation_id,
-                                   params.limit)["context"]
+        return retriever.get_context(params.user_id, params.query, params.conversation_id,
+                                     params.limit)["context"]
 
     def one_analysis(params: AnalysisParams) -> Iterable[dict]:
         return [analyst.analyze(params.user_id, params.conversation_id, params.type)]

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 from cognition_service import context
 from cognition_service.analysis import AnalysisType, Analyst
-from cognition_service.memory import MemoryReader
+from cognition_service.context import Retriever
 from common.models import MAX_MESSAGE_CHARS, Arguments, Id, Limit
 from common.server import Tool
 
@@ -44,15 +44,16 @@ class AnalyzeConversation(Arguments):
     analysis_type: AnalysisType
 
 
-def build_tools(memory: MemoryReader, analyst: Analyst) -> list[Tool]:
-    """Bind every tool of SPEC §5 to `memory` (analyses through `analyst`)."""
+def build_tools(retriever: Retriever, analyst: Analyst) -> list[Tool]:
+    """Bind every tool of SPEC §5 to `retriever` (analyses through `analyst`)."""
     return [
-        Tool("get_context", "The user's messages most relevant to a query (blended with recency), or their "
-             "newest messages; each with a score.", GetContext,
-             lambda a, ctx: context.get_context(memory, a.user_id, a.query, a.conversation_id, a.limit)),
+        Tool("get_context", "The user's messages most relevant to a query (words and meaning, with the turns "
+             "next to them, blended with recency), or their newest messages; each with a score.", GetContext,
+             lambda a, ctx: retriever.get_context(a.user_id, a.query, a.conversation_id, a.limit)),
         Tool("search_history", "Ranked full-text search over the user's messages, with conversation topics.",
              SearchHistory,
-             lambda a, ctx: context.search_history(memory, a.user_id, a.query, a.limit, a.include_conversations)),
+             lambda a, ctx: context.search_history(retriever.memory, a.user_id, a.query, a.limit,
+                                                  a.include_conversations)),
         Tool("analyze_conversation", "Summary, topics, sentiment or activity of a conversation the user may "
              "read.", AnalyzeConversation,
              lambda a, ctx: analyst.analyze(a.user_id, a.conversation_id, a.analysis_type)),

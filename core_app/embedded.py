@@ -34,3 +34,7 @@ def mount_embedded_services(settings: object, memory: ServiceClient, cognition: 
     cognition.transport.mount(cognition.base_url + "/", WSGIAdapter(cognition_app))
     # Cognition's own client to Memory must take the in-process route too.
     cognition_app.extensions["cortex.memory"].transport.mount(memory.base_url + "/", to_memory)
+    # Its embedding worker likewise starts only now that Memory is reachable.
+    indexer = cognition_app.extensions.get("cortex.indexer")
+    if indexer is not None:
+        indexer.start()

@@ -63,11 +63,17 @@ class Caller:
     """Tool calls over one keep-alive connection; returns the tool's `result`."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.conn = Connection(port)
 
     def __call__(self, tool: str, arguments: dict[str, Any]) -> Any:
-        status, body = self.conn.request(post_json(f"/tool/{tool}", {"arguments": arguments},
-                                                   {"Idempotency-Key": uuid.uuid4().hex}))
+        raw = post_json(f"/tool/{tool}", {"arguments": arguments}, {"Idempotency-Key": uuid.uuid4().hex})
+        try:
+            status, body = self.conn.request(raw)
+        except ConnectionError:  # the server closed a connection left idle past its keep-alive time
+            self.conn.close()
+            self.conn = Connection(self.port)
+            status, body = self.conn.request(raw)
         if status != 200:
             raise RuntimeError(f"{tool} answered {status}: {body[:200]!r}")
         return json.loads(body)["result"]
@@ -88,6 +94,7 @@ def context_quality(log_dir: Path, path: str | None) -> list[Result]:
     by_category: dict[int, dict[int, list[float]]] = {c: {k: [] for k in KS} for c in CATEGORIES}
     latencies: list[float] = []
     stored, ingest_seconds = 0, 0.0
+    catch_up: list[float] = []
     try:
         memory, cognition = Caller(stack.memory.port), Caller(stack.cognition.port)
         for turns, questions in samples:
@@ -105,20 +112,36 @@ def context_quality(log_dir: Path, path: str | None) -> list[Result]:
                 dia_of[_id(message, "message")] = turn.dia_id
             ingest_seconds += time.monotonic() - began
             stored += len(turns)
+            catch_up.append(wait_for_embeddings(memory))
             for question in questions:
+                # The issue's measure: limit=10, timed; a second call with limit=25 gives recall@25.
                 started = time.monotonic()
-                found = cognition("get_context", {"user_id": user, "query": question.text, "limit": LIMIT})
+                top10 = cognition("get_context", {"user_id": user, "query": question.text, "limit": 10})
                 latencies.append((time.monotonic() - started) * 1000)
-                # The items carry their message's metadata; the id map covers a result shape without it.
-                returned = [(item.get("metadata") or {}).get("dia_id") or dia_of.get(str(item.get("id")))
-                            for item in found["context"]]
+                top25 = cognition("get_context", {"user_id": user, "query": question.text, "limit": LIMIT})
                 for k in KS:
+                    returned = dia_ids((top10 if k <= 10 else top25)["context"], dia_of)
                     recall = len(question.evidence & set(returned[:k])) / len(question.evidence)
                     hits[k].append(recall)
                     by_category[question.category][k].append(recall)
     finally:
         stack.stop()
-    return report(hits, by_category, latencies, stored, ingest_seconds)
+    return report(hits, by_category, latencies, stored, ingest_seconds, catch_up)
+
+
+def dia_ids(items: list[dict[str, Any]], dia_of: dict[str, str]) -> list[str | None]:
+    """The dia_id of each context item: from its metadata, or the id map for a result shape without it."""
+    return [(item.get("metadata") or {}).get("dia_id") or dia_of.get(str(item.get("id"))) for item in items]
+
+
+def wait_for_embeddings(memory: Caller, timeout: float = 600.0) -> float:
+    """Seconds until Memory's embedding queue is empty (Cognition's worker has embedded every message)."""
+    began = time.monotonic()
+    while memory("embedding_backlog", {})["backlog"]:
+        if time.monotonic() - began > timeout:
+            raise RuntimeError("the embedding worker did not catch up")
+        time.sleep(0.05)
+    return time.monotonic() - began
 
 
 def _mean(values: list[float]) -> float:
@@ -126,7 +149,7 @@ def _mean(values: list[float]) -> float:
 
 
 def report(hits: dict[int, list[float]], by_category: dict[int, dict[int, list[float]]], latencies: list[float],
-           stored: int, ingest_seconds: float) -> list[Result]:
+           stored: int, ingest_seconds: float, catch_up: list[float]) -> list[Result]:
     count = len(hits[10])
     results = []
     for k in KS:
@@ -138,9 +161,13 @@ def report(hits: dict[int, list[float]], by_category: dict[int, dict[int, list[f
         results.append(Result("context quality", f"evidence recall@{k} over {count} questions", value, "",
                               target, ok, note=cells))
     p95 = percentile(latencies, 0.95)
-    results.append(Result("context quality", "get_context p95 (limit 25)", p95, "ms", "≤ 50 ms", p95 <= 50,
+    results.append(Result("context quality", "get_context p95 (limit 10)", p95, "ms", "≤ 50 ms", p95 <= 50,
                           note=f"p50 {percentile(latencies, 0.5):.1f} ms"))
     rate = stored / ingest_seconds if ingest_seconds else float("nan")
     results.append(Result("context quality", "ingest through store_input, one connection", rate, "messages/s",
                           "reference", True, note=f"{stored} messages in {ingest_seconds:.1f} s"))
+    waited = sum(catch_up)
+    results.append(Result("context quality", "embedding after ingest: the queue empty this long after the last"
+                          " store_input of a conversation, longest", max(catch_up, default=0.0), "s", "reference",
+                          True, note=f"{waited:.1f} s over {len(catch_up)} conversations"))
     return results

@@ -13,6 +13,7 @@ from common.sse import finite_stream
 MEMORY = "http://memory.test"
 BASE_CONFIG = {
     "HEALTH_INTERVAL_SECONDS": "0",  # no background monitor; tests probe by hand when they need to
+    "EMBEDDINGS": "off",  # no embedding worker or dense half; test_context.py gives a Retriever a fake embedder
     "MEMORY_SERVICE_URL": MEMORY,
     "CLIENT_RETRIES": "0",  # a retry would only repeat the same canned answer
     "SERVICE_TOKEN": "",

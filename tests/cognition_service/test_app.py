@@ -163,13 +163,14 @@ def test_service_token_is_required_from_callers_and_sent_to_memory(memory):
 
 
 def test_context_resource_streams_the_context_items(client, memory):
+    memory.tool("messages_around", {"messages": []})
     memory.tool("search_messages", {"results": [message(1, "Porto trains", score=2.0),
                                                 message(2, "Porto", score=1.0)], "count": 2, "query": "porto"})
     events = sse_events(client.get("/resource/context/u1?query=Porto&limit=1"))
     assert [kind for kind, _ in events] == ["message", "end"]
     assert events[0][1]["id"] == "m1" and "score" in events[0][1]
     assert events[1][1] == {"count": 1}
-    assert memory.sent("search_messages") == [{"user_id": "u1", "query": "porto", "limit": 50}]
+    assert memory.sent("search_messages") == [{"user_id": "u1", "query": "porto", "limit": 50, "match": "stems"}]
 
 
 def test_context_resource_with_an_empty_query_streams_the_newest(client, memory):

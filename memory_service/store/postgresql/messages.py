@@ -206,9 +206,13 @@ def iter_history(db: Database, user_id: str, limit: int | None = None, page_size
     remaining = None if limit is None else max(0, int(limit))
 
     def history_page(conn: Connection, before: int, size: int) -> tuple[list[dict], bool]:
+        # The newest `size + 1` of each readable conversation from its (conversation_id, sequence) index,
+        # merged, so a page never sorts the user's whole history nor scans other users' messages.
         with conn.cursor() as cursor:
-            cursor.execute(f"SELECT {COLUMNS} FROM messages WHERE conversation_id IN ({READABLE_CONVERSATION_IDS})"
-                           " AND seq_global < %(before)s ORDER BY seq_global DESC LIMIT %(size)s",
+            cursor.execute(f"SELECT m.* FROM ({READABLE_CONVERSATION_IDS}) r(id) CROSS JOIN LATERAL"
+                           f" (SELECT {COLUMNS} FROM messages WHERE conversation_id = r.id"
+                           " AND seq_global < %(before)s ORDER BY sequence DESC LIMIT %(size)s) m"
+                           " ORDER BY m.seq_global DESC LIMIT %(size)s",
                            {"user_id": user_id, "before": before, "size": size + 1})
             rows = ({**message_from_row(row), "_seq": row["seq_global"]} for row in cursor)
             return take_within(rows, size, db.max_page_bytes)

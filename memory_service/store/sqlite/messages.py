@@ -19,6 +19,7 @@ from memory_service.store.sqlite.users import require_user
 from memory_service.store.values import MAX_LIMIT, clamp, encode_metadata, new_id, utc_now
 
 ROLES = ("user", "assistant", "system")
+_COMPOUND = 400  # SELECTs in one UNION ALL, under SQLite's limit of 500
 _AFTER_LAST_ROWID = 2**63 - 1  # above any SQLite rowid, so the first history page starts at the newest
 
 
@@ -201,15 +202,23 @@ def iter_history(
     remaining = None if limit is None else max(0, int(limit))
 
     def history_page(conn: sqlite3.Connection, before: int, size: int) -> tuple[list[dict], bool]:
-        cursor = conn.execute(
-            f"SELECT * FROM messages WHERE conversation_id IN ({READABLE_CONVERSATION_IDS})"
-            " AND seq_global < :before ORDER BY seq_global DESC LIMIT :size",
-            {"user_id": user_id, "before": before, "size": size + 1},
-        )
-        with closing(cursor):
-            # The position to go on from is seq_global, which the public shape leaves out.
-            rows = ({**message_from_row(row), "_seq": row["seq_global"]} for row in cursor)
-            return take_within(rows, size, db.max_page_bytes)
+        # The newest `size + 1` of each readable conversation, from its (conversation_id, sequence) index,
+        # merged: a page reads at most that many rows per conversation, however long the history is and
+        # however many messages other users hold (sequence follows seq_global within a conversation).
+        conversations = [row[0] for row in conn.execute(READABLE_CONVERSATION_IDS, {"user_id": user_id})]
+        newest: list[sqlite3.Row] = []
+        for start in range(0, len(conversations), _COMPOUND):
+            chunk = conversations[start:start + _COMPOUND]
+            params: dict[str, Any] = {"before": before, "size": size + 1,
+                                      **{f"c{i}": conversation for i, conversation in enumerate(chunk)}}
+            newest += conn.execute(" UNION ALL ".join(
+                f"SELECT * FROM (SELECT * FROM messages WHERE conversation_id = :c{i} AND seq_global < :before"
+                " ORDER BY sequence DESC LIMIT :size)" for i in range(len(chunk)))
+                + " ORDER BY seq_global DESC LIMIT :size", params).fetchall()
+        newest.sort(key=lambda row: -row["seq_global"])
+        # The position to go on from is seq_global, which the public shape leaves out.
+        rows = ({**message_from_row(row), "_seq": row["seq_global"]} for row in newest[:size + 1])
+        return take_within(rows, size, db.max_page_bytes)
 
     def pages() -> Iterator[dict]:
         before, left = _AFTER_LAST_ROWID, remaining

@@ -18,6 +18,7 @@ OWN = "own"  # 2xx, and nothing of the other user's in the body
 ALLOWED = "allowed"  # 2xx: a control that the setup gives the access it should
 MCP_REFUSED = "mcp refused"  # a JSON-RPC error or a tool result with isError, without the other user's data
 
+EMBEDDING_MODEL, EMBEDDING_DIMS = "all-MiniLM-L6-v2-int8", 384  # the built-in embedder's
 W, C = "/v1/workspace/<id:workspace_id>", "/v1/conversation/<id:conversation_id>"
 
 
@@ -252,6 +253,24 @@ def service_cross_user_rows(world: World, owner_secret: str, private_secret: str
             query=" ".join(secrets), limit=1000),
         mem("search inside the conversation", "search_messages", REFUSED, user_id=me, query="gate",
             conversation_id=conv),
+        mem("search by stems for the secrets", "search_messages", OWN, theirs, user_id=me,
+            query=" ".join(secrets), limit=1000, match="stems"),
+        mem("search by meaning for the secrets", "search_similar", OWN, theirs, user_id=me, model=EMBEDDING_MODEL,
+            vector=[0.05] * EMBEDDING_DIMS, limit=1000),
+        mem("search by meaning inside the conversation", "search_similar", REFUSED, user_id=me,
+            model=EMBEDDING_MODEL, vector=[0.05] * EMBEDDING_DIMS, conversation_id=conv),
+        mem("the turns around the owner's message", "messages_around", OWN, theirs, user_id=me, message_ids=[msg],
+            distance=10),
+        # The embedding workers' tools act for the service, not for a user: they take no user_id, and the
+        # service token is what guards them (as it guards every tool's user_id). These rows pin that they
+        # answer without one, with counts only where they can.
+        mem("the embedding backlog is a count", "embedding_backlog", ALLOWED, secrets),
+        mem("a backfill of a model is counts", "queue_missing_embeddings", ALLOWED, secrets,
+            model=EMBEDDING_MODEL),
+        mem("a made-up ticket stores nothing", "store_embeddings", ALLOWED, secrets, model=EMBEDDING_MODEL,
+            items=[{"ticket": 999_999_999, "message_id": msg, "vector": [0.05] * EMBEDDING_DIMS}]),
+        mem("a worker's claim hands out queued messages of any user", "claim_embedding_work", ALLOWED, limit=1,
+            lease_seconds=1),
         mem("invite oneself into the conversation", "invite_participant", REFUSED, user_id=me, conversation_id=conv,
             participant_id=me),
         mem("remove the participant", "remove_participant", REFUSED, user_id=me, conversation_id=conv,
@@ -339,6 +358,11 @@ def tool_arguments(service: str, ids: dict[str, str], owner_email: str, new_emai
         "store_input": {**user, "input_data": {"conversation_id": ids["conversation_id"], "content": "tokenless"}},
         "get_message": msg, "update_message": {**msg, "content": "tokenless"}, "delete_message": msg,
         "claim_reply": msg, "search_messages": {**user, "query": "token"},
+        "search_similar": {**user, "model": EMBEDDING_MODEL, "vector": [0.05] * EMBEDDING_DIMS},
+        "messages_around": {**user, "message_ids": [ids["message_id"]]}, "embedding_backlog": {},
+        "queue_missing_embeddings": {"model": EMBEDDING_MODEL}, "claim_embedding_work": {"limit": 1},
+        "store_embeddings": {"model": EMBEDDING_MODEL, "items": [{"ticket": 1, "message_id": ids["message_id"],
+                                                                  "vector": [0.05] * EMBEDDING_DIMS}]},
         "invite_participant": {**conv, "participant_id": ids["user_id"]}, "list_invitations": user,
         "respond_invitation": {**user, "invitation_id": ids["conversation_id"], "accept": True},
         "leave_conversation": conv, "remove_participant": {**conv, "participant_id": ids["user_id"]},

@@ -191,7 +191,9 @@ def test_the_service_token_guards_every_endpoint(world, service, tmp_path):
     # With the token, the same doors open: the 401s above were the token's doing.
     for tool in tools:
         answer = probe("POST", f"{url}/tool/{tool['name']}", headers=good, json={"arguments": {}})
-        assert answer.status == 400, (tool["name"], answer.text[:300])
+        # Empty arguments are refused by every tool that needs some (embedding_backlog needs none).
+        expected = 400 if tool["input_schema"].get("required") else 200
+        assert answer.status == expected, (tool["name"], answer.text[:300])
     for method, path, kwargs in endpoints:
         if path.startswith("/resource/"):
             answer = probe(method, f"{url}{path}", headers=good, params=kwargs["query"])
