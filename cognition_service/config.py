@@ -78,6 +78,9 @@ def embedding_settings(env: Env) -> dict[str, Any]:
         url = env.url("EMBEDDINGS_URL", url)
         if not model:
             raise ConfigError("EMBEDDINGS_MODEL", "must be set with EMBEDDINGS=openai (e.g. text-embedding-3-small)")
+        # Stored with every vector by Memory, which takes printable ASCII without spaces, up to 200 characters.
+        if len(model) > 190 or not all("\x21" <= char <= "\x7e" for char in model):
+            raise ConfigError("EMBEDDINGS_MODEL", "must be printable ASCII without spaces, at most 190 characters")
     return {
         "embeddings": kind, "embeddings_url": url, "embeddings_model": model,
         "embeddings_api_key": env.str("EMBEDDINGS_API_KEY") or None,

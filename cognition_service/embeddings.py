@@ -69,14 +69,20 @@ class OpenAICompatible:
                 response = self.session.post(self.url, json={"model": self.model, "input": chunk},
                                              timeout=self.timeout)
                 response.raise_for_status()
-                data = sorted(response.json()["data"], key=lambda item: item.get("index", 0))
-                vectors = [list(map(float, item["embedding"])) for item in data]
+                data = response.json()["data"]
+                if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+                    raise ValueError("`data` is not a list of objects")
+                vectors = [[float(x) for x in item["embedding"]]
+                           for item in sorted(data, key=lambda item: int(item.get("index", 0)))]
             except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
                 raise ServiceUnavailable(f"the embeddings endpoint failed: {str(exc)[:200]}") from None
-            if len(vectors) != len(chunk) or len({len(vector) for vector in vectors}) > 1:
+            sizes = {len(vector) for vector in [*rows[:1], *vectors]}
+            if len(vectors) != len(chunk) or len(sizes) > 1 or 0 in sizes:
                 raise ServiceUnavailable("the embeddings endpoint answered with the wrong number or size of vectors")
             rows += vectors
-        return unit_rows(np.asarray(rows, dtype=np.float32).reshape(len(rows), -1))
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        return unit_rows(np.asarray(rows, dtype=np.float32))
 
 
 def _package_file(package: str, *parts: str) -> Path:

@@ -7,6 +7,7 @@ scenario, prints a table against the targets, writes bench-results.json and draw
     python scripts/bench.py --only breaker,throughput
     python scripts/bench.py --only stores   # SQLite against PostgreSQL (skipped without a server)
     python scripts/bench.py --only context-quality --locomo PATH   # recall on a LoCoMo file (opt-in)
+    python scripts/bench.py --only context-scale   # get_context at 100,000 messages (opt-in, ~5 minutes)
 
 Every load loop is bounded in count and time and talks to 127.0.0.1 only.
 """
@@ -28,22 +29,22 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from benchkit import chart, locomo, micro, replies, scaleout, scaleturns, services, stores, streams  # noqa: E402
+from benchkit import chart, context_scale, locomo, micro, replies, scaleout, scaleturns, services, stores, streams  # noqa: E402
 from benchkit.procs import raise_file_limit  # noqa: E402
 from benchkit.results import Result  # noqa: E402
 
 FULL = {"rounds": 3, "seconds": 4.0, "idle": 1000, "latency_samples": 150, "streams": 10_000, "broadcasts": 3,
         "history": 6000, "queries": 300, "failfast": 300, "ttft": 25,
         "many": 200, "scale_idle": 1000, "scale_samples": 200, "scale_streams": 20_000,
-        "scale_broadcasts": 3}
+        "scale_broadcasts": 3, "scale_user_messages": 100_000, "scale_other_messages": 1_000_000}
 QUICK = {"rounds": 1, "seconds": 1.0, "idle": 300, "latency_samples": 30, "streams": 1000, "broadcasts": 1,
          "history": 500, "queries": 50, "failfast": 50, "ttft": 5,
          "many": 50, "scale_idle": 1000, "scale_samples": 30, "scale_streams": 2000,
-         "scale_broadcasts": 1}
+         "scale_broadcasts": 1, "scale_user_messages": 20_000, "scale_other_messages": 200_000}
 
 
-# Run only when named in --only: they need a file the project does not ship.
-OPT_IN = {"context-quality"}
+# Run only when named in --only: a file the project does not ship, or minutes of data building.
+OPT_IN = {"context-quality", "context-scale"}
 
 
 def scenarios(p: dict, work: Path, locomo_path: str | None = None) -> dict:
@@ -64,6 +65,8 @@ def scenarios(p: dict, work: Path, locomo_path: str | None = None) -> dict:
         "scaleout-many": lambda: scaleturns.many_on_redis(work, p["many"]),
         # Issue 14: evidence recall of get_context on a LoCoMo-format file.
         "context-quality": lambda: locomo.context_quality(work, locomo_path),
+        # Issue 14: get_context for a user with 100,000 messages, alone and beside 1,000,000 of others'.
+        "context-scale": lambda: context_scale.context_scale(work, p["scale_user_messages"], p["scale_other_messages"]),
     }
 
 

@@ -58,20 +58,23 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF content ON mess
     INSERT INTO messages_fts(rowid, content) VALUES (new.seq_global, new.content);
 END;
 -- The same words stemmed (Porter: "painting", "paints" and "painted" are "paint"), for searches that ask
--- for stems (get_context's); a plain search keeps to exact words. Filled for existing messages once below.
+-- for stems (get_context's; a plain search keeps to exact words), with the conversation as a token of its
+-- own (`scope`, stems_scope() below), so a search finds one user's matches inside the index, however many
+-- messages other users hold. Contentless: the text is in `messages`. Filled for existing messages below.
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_stems USING fts5(
-    content, content='messages', content_rowid='seq_global', tokenize='porter unicode61 remove_diacritics 2'
+    content, scope, content='', tokenize='porter unicode61 remove_diacritics 2'
 );
-CREATE VIRTUAL TABLE IF NOT EXISTS messages_stems_instances USING fts5vocab(messages_stems, 'instance');
 CREATE TRIGGER IF NOT EXISTS messages_stems_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_stems(rowid, content) VALUES (new.seq_global, new.content);
+    INSERT INTO messages_stems(rowid, content, scope) VALUES (new.seq_global, new.content, {scope_new});
 END;
 CREATE TRIGGER IF NOT EXISTS messages_stems_delete AFTER DELETE ON messages BEGIN
-    INSERT INTO messages_stems(messages_stems, rowid, content) VALUES ('delete', old.seq_global, old.content);
+    INSERT INTO messages_stems(messages_stems, rowid, content, scope)
+        VALUES ('delete', old.seq_global, old.content, {scope_old});
 END;
 CREATE TRIGGER IF NOT EXISTS messages_stems_update AFTER UPDATE OF content ON messages BEGIN
-    INSERT INTO messages_stems(messages_stems, rowid, content) VALUES ('delete', old.seq_global, old.content);
-    INSERT INTO messages_stems(rowid, content) VALUES (new.seq_global, new.content);
+    INSERT INTO messages_stems(messages_stems, rowid, content, scope)
+        VALUES ('delete', old.seq_global, old.content, {scope_old});
+    INSERT INTO messages_stems(rowid, content, scope) VALUES (new.seq_global, new.content, {scope_new});
 END;
 -- WITHOUT ROWID: looked up and inserted by its random key on every mutating call, so one B-tree, not two.
 -- subject_id: the message, conversation or workspace the stored result is a copy of (idempotency.py).
@@ -139,13 +142,23 @@ UPDATE conversations
     WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = 'participants-by-consent')
       AND participant_ids_json <> (SELECT json_array(owner_id) FROM workspaces WHERE id = conversations.workspace_id);
 -- Migration stemmed-search: index the messages stored before messages_stems existed.
-INSERT INTO messages_stems(messages_stems) SELECT 'rebuild'
+INSERT INTO messages_stems(rowid, content, scope)
+    SELECT seq_global, content, {scope_messages} FROM messages
     WHERE NOT EXISTS (SELECT 1 FROM schema_migrations WHERE name = 'stemmed-search');
 INSERT OR IGNORE INTO schema_migrations (name, applied_at)
     VALUES ('stemmed-search', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));
 INSERT OR IGNORE INTO schema_migrations (name, applied_at)
     VALUES ('participants-by-consent', strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'));
 """
+
+def stems_scope(column: str) -> str:
+    """SQL for a conversation id as one token of messages_stems' `scope` column: "z" and the id's letters and
+    digits (the tokenizer would split it at its hyphens). `search.scope_token` is the same in Python."""
+    return f"'z' || replace(replace({column}, '-', ''), '_', '')"
+
+
+SCHEMA = SCHEMA.replace("{scope_new}", stems_scope("new.conversation_id")).replace(
+    "{scope_old}", stems_scope("old.conversation_id")).replace("{scope_messages}", stems_scope("conversation_id"))
 
 # Databases made before idempotency_keys.subject_id existed get the column before SCHEMA_AFTER_COLUMNS,
 # which uses it, runs (db.py does this inside the schema's transaction).

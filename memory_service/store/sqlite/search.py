@@ -10,6 +10,7 @@ nothing returned depends on anyone else's messages.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from typing import Any
 
@@ -19,9 +20,9 @@ from memory_service.store.sqlite.database import Database
 from memory_service.store.sqlite.messages import message_from_row
 from memory_service.store.sqlite.users import require_user
 from memory_service.store.values import page_bounds
-from memory_service.store.words import MAX_TOKENS, fold, stems, terms
+from memory_service.store.words import MAX_TOKENS, fold, stem, terms
 
-__all__ = ["MAX_TOKENS", "fold", "search_messages", "terms"]
+__all__ = ["MAX_TOKENS", "fold", "search_messages", "search_stems", "terms"]
 
 K1, B = 1.2, 0.75  # BM25's usual constants, as FTS5 uses them
 
@@ -32,7 +33,7 @@ K1, B = 1.2, 0.75  # BM25's usual constants, as FTS5 uses them
 # word is in most messages (FTS5 flattens that to 1e-6). Equal scores: the newer message first.
 BM25_SQL = """
 WITH hits AS (
-    SELECT doc, term, COUNT(*) AS tf FROM {instances} WHERE term IN ({terms}) GROUP BY doc, term),
+    SELECT doc, term, COUNT(*) AS tf FROM messages_fts_instances WHERE term IN ({terms}) GROUP BY doc, term),
 counts AS (
     -- Counted per message first, so each matching message is read once, not once per occurrence.
     SELECT h.doc AS doc, h.term AS term, h.tf AS tf, length(m.content) AS len
@@ -55,11 +56,12 @@ def search_messages(
     Each result is a message plus a positive BM25 `score` (higher is better) computed over the caller's
     own readable messages. Results skip the best `offset` and stop at `limit` or `db.max_page_bytes` of
     JSON; `has_more` says more matched, and `next_offset` is the offset to go on from. `match="stems"`
-    searches the stemmed index (`messages_stems`) for the query's stems instead of the exact words.
+    searches the stemmed index instead (`search_stems`).
     """
+    if match == "stems":
+        return search_stems(db, user_id, query, conversation_id, limit, offset)
     limit, offset = page_bounds(limit, offset)
-    words = stems(query) if match == "stems" else terms(query)
-    instances = "messages_stems_instances" if match == "stems" else "messages_fts_instances"
+    words = terms(query)
 
     def tx(conn: sqlite3.Connection) -> dict[str, Any]:
         if conversation_id is None:
@@ -76,7 +78,7 @@ def search_messages(
         # One more than the page can hold tells whether more matched; ranking runs over every match, so
         # an old message is found as readily as a recent one.
         ranked = conn.execute(
-            BM25_SQL.format(instances=instances, scope=scope,
+            BM25_SQL.format(scope=scope,
                             terms=", ".join(f":t{index}" for index in range(len(words)))),
             {**params, "total": total, "k1": K1, "b": B, "skip": offset, "take": limit + 1},
         ).fetchall()
@@ -84,6 +86,78 @@ def search_messages(
         rows = (conn.execute("SELECT * FROM messages WHERE seq_global = ?", (doc,)).fetchone() for doc, _ in ranked)
         results, more = take_within(({**message_from_row(row), "score": scores[row["seq_global"]]}
                                      for row in rows), limit, db.max_page_bytes - len(json.dumps(query)))
+        return {"results": results, "count": len(results), "query": query, "has_more": more,
+                "next_offset": offset + len(results)}
+
+    return db.read(tx)
+
+
+STEM_MATCHES = 1000
+"""For each query word, how many of its matches in the user's conversations are scored: the newest."""
+
+
+def scope_token(conversation_id: str) -> str:
+    """A conversation as the one token of messages_stems' `scope` column (schema.stems_scope in SQL)."""
+    return "z" + conversation_id.replace("-", "").replace("_", "")
+
+
+def search_stems(db: Database, user_id: str, query: str, conversation_id: str | None = None, limit: int = 10,
+                 offset: int = 0) -> dict[str, Any]:
+    """Ranked search by stems over what the user may read, in work bounded by the user's own data.
+
+    FTS5 finds each query word's matches inside the user's conversations (their `scope` tokens), newest
+    first, so nothing scans other users' messages. BM25 over the caller's messages as in `search_messages`,
+    with two bounds that keep a query's cost flat as a history grows: each word scores its newest
+    STEM_MATCHES matches (a word in more messages than that weighs little: its idf is low), and a word
+    counts once per message (the index gives no counts per message; in chat a word rarely repeats).
+    Words with one stem count once ("paint painting" is one word).
+    """
+    limit, offset = page_bounds(limit, offset)
+    words = list({stem(word): word for word in reversed(terms(query))}.values())[::-1]
+
+    def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        if conversation_id is None:
+            require_user(conn, user_id)
+            conversations = [row[0] for row in conn.execute(READABLE_CONVERSATION_IDS, {"user_id": user_id})]
+        else:
+            load_conversation(conn, user_id, conversation_id)
+            conversations = [conversation_id]
+        empty = {"results": [], "count": 0, "query": query, "has_more": False, "next_offset": offset}
+        if not words or not conversations:
+            return empty
+        scope = "scope: (" + " OR ".join(scope_token(c) for c in conversations) + ")"
+        total = conn.execute("SELECT count(*) FROM messages_stems WHERE messages_stems MATCH ?", (scope,)).fetchone()[0]
+        weights: dict[int, float] = {}
+        for word in words:
+            found = conn.execute(
+                "SELECT rowid, count(*) OVER () FROM messages_stems WHERE messages_stems MATCH ?"
+                " ORDER BY rowid DESC LIMIT ?", (f'content: "{word}" AND {scope}', STEM_MATCHES)).fetchall()
+            if not found:
+                continue
+            frequency = found[0][1]
+            idf = math.log(1 + (total - frequency + 0.5) / (frequency + 0.5))
+            for (doc, _) in found:
+                weights[doc] = weights.get(doc, 0.0) + idf
+        if not weights:
+            return empty
+        allowed, lengths = set(conversations), {}
+        docs = list(weights)
+        for start in range(0, len(docs), 500):
+            chunk = docs[start:start + 500]
+            for doc, conversation, length in conn.execute(
+                    "SELECT seq_global, conversation_id, length(content) FROM messages"
+                    f" WHERE seq_global IN ({', '.join('?' * len(chunk))})", chunk):
+                if conversation in allowed:
+                    lengths[doc] = length
+        if not lengths:
+            return empty
+        average = sum(lengths.values()) / len(lengths) or 1.0
+        scores = {doc: weights[doc] * (K1 + 1) / (1 + K1 * (1 - B + B * length / average))
+                  for doc, length in lengths.items()}
+        ranked = sorted(scores, key=lambda doc: (-scores[doc], -doc))[offset:offset + limit + 1]
+        page = (conn.execute("SELECT * FROM messages WHERE seq_global = ?", (doc,)).fetchone() for doc in ranked)
+        results, more = take_within(({**message_from_row(row), "score": scores[row["seq_global"]]} for row in page),
+                                    limit, db.max_page_bytes - len(json.dumps(query)))
         return {"results": results, "count": len(results), "query": query, "has_more": more,
                 "next_offset": offset + len(results)}
 
