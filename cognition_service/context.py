@@ -130,6 +130,22 @@ def by_recency(newest_first: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for message, recent in zip(newest_first, recency_scores(newest_first), strict=True)]
 
 
+def concurrently(work: Callable[[], Any]) -> Callable[[], Any]:
+    """Start `work` in its own greenlet when gevent has patched this process (under gunicorn's worker), and
+    return a function that waits for its result; without gevent (unit tests, scripts) it runs at once."""
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        result = work()
+        return lambda: result
+    import gevent
+    from flask import copy_current_request_context, has_request_context
+
+    # The request's context goes along, so the greenlet's calls carry its request id and log under it.
+    greenlet = gevent.spawn(copy_current_request_context(work) if has_request_context() else work)
+    return lambda: greenlet.get()
+
+
 class Retriever:
     """`get_context` and `search_history` over Memory, with an embedder for the dense half (None: lexical
     only) whose `encode` runs through `offload` (off the gevent hub)."""
@@ -167,13 +183,19 @@ class Retriever:
 
     def hybrid(self, user_id: str, query: str, conversation_id: str | None, limit: int) -> list[dict[str, Any]]:
         count = candidate_count(limit)
+
+        def dense_half() -> list[dict[str, Any]]:
+            try:
+                return self.dense(user_id, query, count, conversation_id)
+            except ServiceError as exc:  # Memory could not search vectors: words alone still answer
+                log.warning("get_context without dense retrieval: %s", exc.message)
+                return []
+
+        # The two halves wait on different things (the model, two Memory searches), so they overlap.
+        dense_waiting = concurrently(dense_half)
         lexical = self.memory.search(user_id, search_terms(query), limit=count, conversation_id=conversation_id,
                                      stems=STEMS)
-        try:
-            dense = self.dense(user_id, query, count, conversation_id)
-        except ServiceError as exc:  # Memory could not search vectors: words alone still answer
-            log.warning("get_context without dense retrieval: %s", exc.message)
-            dense = []
+        dense = dense_waiting()
         fused = fuse([(LEXICAL_WEIGHT, lexical), (DENSE_WEIGHT, dense)])
         messages = {hit["id"]: hit for hit in [*dense, *lexical]}
         best = sorted(fused, key=lambda key: -fused[key])[:max(NEIGHBOURS_OF * limit, 30)]

@@ -94,6 +94,8 @@ def search_messages(
 
 STEM_MATCHES = 1000
 """For each query word, how many of its matches in the user's conversations are scored: the newest."""
+DF_CAP = 20_000
+"""A word's matches are counted (for its idf) up to this many."""
 
 
 def scope_token(conversation_id: str) -> str:
@@ -126,17 +128,26 @@ def search_stems(db: Database, user_id: str, query: str, conversation_id: str | 
         if not words or not conversations:
             return empty
         scope = "scope: (" + " OR ".join(scope_token(c) for c in conversations) + ")"
-        total = conn.execute("SELECT count(*) FROM messages_stems WHERE messages_stems MATCH ?", (scope,)).fetchone()[0]
+        # N: the messages ever stored in scope, from each conversation's next sequence (deleted ones
+        # included: counting the rest would read every message in scope).
+        total = sum(row[0] - 1 for row in conn.execute(
+            f"SELECT next_sequence FROM conversations WHERE id IN ({', '.join('?' * len(conversations))})",
+            conversations))
         weights: dict[int, float] = {}
         for word in words:
-            found = conn.execute(
-                "SELECT rowid, count(*) OVER () FROM messages_stems WHERE messages_stems MATCH ?"
-                " ORDER BY rowid DESC LIMIT ?", (f'content: "{word}" AND {scope}', STEM_MATCHES)).fetchall()
+            match = f'content: "{word}" AND {scope}'
+            found = [row[0] for row in conn.execute(
+                "SELECT rowid FROM messages_stems WHERE messages_stems MATCH ? ORDER BY rowid DESC LIMIT ?",
+                (match, STEM_MATCHES))]
             if not found:
                 continue
-            frequency = found[0][1]
-            idf = math.log(1 + (total - frequency + 0.5) / (frequency + 0.5))
-            for (doc, _) in found:
+            # Fewer than the bound: these are all its matches. Otherwise count them, up to a cap (a word
+            # in more messages than the cap weighs as if in the cap's number; it weighs little either way).
+            frequency = len(found) if len(found) < STEM_MATCHES else conn.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM messages_stems WHERE messages_stems MATCH ? LIMIT ?)",
+                (match, DF_CAP)).fetchone()[0]
+            idf = math.log(1 + max(0.0, total - frequency + 0.5) / (frequency + 0.5))
+            for doc in found:
                 weights[doc] = weights.get(doc, 0.0) + idf
         if not weights:
             return empty
