@@ -117,13 +117,6 @@ def blend(scores: dict[str, float], messages: dict[str, dict[str, Any]], limit: 
     return [{**messages[key], "score": round(blended[key], 6)} for key in order]
 
 
-def rank(candidates: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """The best `limit` search hits by `0.8 × relevance + 0.2 × recency`, where relevance is the hit's
-    search score divided by the best score among the candidates. Each item's `score` becomes the blend."""
-    return blend({hit["id"]: max(0.0, float(hit.get("score") or 0.0)) for hit in candidates},
-                 {hit["id"]: hit for hit in candidates}, limit)
-
-
 def by_recency(newest_first: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages already ordered newest first, each scored by its recency alone."""
     return [{**message, "score": round(recent, 6)}

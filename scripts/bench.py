@@ -52,6 +52,8 @@ def scenarios(p: dict, work: Path, locomo_path: str | None = None) -> dict:
         "breaker": lambda: micro.breaker_concurrency(p["rounds"] * 3),
         "throughput": lambda: micro.tool_throughput(work, p["rounds"], p["seconds"]),
         "stores": lambda: stores.store_throughput(work, p["rounds"], p["seconds"]),
+        # Issue 14: what the embedding queue and the stemmed index add to a write, same run, with and without.
+        "ingest": lambda: stores.ingest_cost(work, p["rounds"], p["seconds"]),
         "latency": lambda: streams.input_to_stream(work, p["idle"], p["latency_samples"]),
         "capacity": lambda: streams.stream_capacity(work, p["streams"], p["broadcasts"]),
         "context": lambda: services.context_retrieval(work, p["history"], p["queries"]),

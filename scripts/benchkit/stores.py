@@ -148,3 +148,66 @@ def store_throughput(log_dir: Path, rounds: int, seconds: float) -> list[Result]
                note=f"SQLite {median(reads['sqlite']):.0f}/s, PostgreSQL {median(reads['postgresql']):.0f}/s;"
                     f" one message read back; {common}"),
     ]
+
+
+# Issue 14's additions to every message write: the embedding queue's row and the stemmed index's entry
+# (SQLite triggers; on PostgreSQL the queue's trigger and the generated `stem_vector` with its GIN index).
+BEFORE_SQLITE = ("DROP TRIGGER messages_embedding_insert", "DROP TRIGGER messages_stems_insert")
+BEFORE_POSTGRES = ("DROP TRIGGER messages_embedding_insert ON messages", "ALTER TABLE messages DROP COLUMN stem_vector")
+
+
+def ingest_cost(log_dir: Path, rounds: int, seconds: float) -> list[Result]:
+    """store_input throughput now against the same Memory with issue 14's additions removed from the write
+    (the reference: what a write cost before), in turns, in one run; SQLite, and PostgreSQL when reachable."""
+    import sqlite3
+
+    results: list[Result] = []
+    now = Side("ingest-now", {"DATABASE_URL": f"sqlite:///{log_dir}/ingest-now.db"}, 1, log_dir)
+    before = Side("ingest-before", {"DATABASE_URL": f"sqlite:///{log_dir}/ingest-before.db"}, 1, log_dir)
+    try:
+        with sqlite3.connect(log_dir / "ingest-before.db") as conn:
+            for statement in BEFORE_SQLITE:
+                conn.execute(statement)
+        results.append(_ingest_result("SQLite", now, before, rounds, seconds))
+    finally:
+        now.stop()
+        before.stop()
+    url = database_url()
+    schemas = [f"cortex_bench_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    try:
+        for schema in schemas:
+            _admin(url, f'CREATE SCHEMA "{schema}"')
+    except Exception as exc:  # noqa: BLE001 - any reason the server cannot be used is a skip
+        return [*results, Result("ingest cost", "PostgreSQL skipped", float("nan"), "", "-", True,
+                                 note=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)]
+    sides: list[Side] = []
+    try:
+        now = Side("ingest-now-pg", {"DATABASE_URL": _schema_url(url, schemas[0])}, 1, log_dir)
+        sides.append(now)
+        before = Side("ingest-before-pg", {"DATABASE_URL": _schema_url(url, schemas[1])}, 1, log_dir)
+        sides.append(before)
+        for statement in BEFORE_POSTGRES:
+            _admin(_schema_url(url, schemas[1]), statement)
+        results.append(_ingest_result("PostgreSQL", now, before, rounds, seconds))
+    finally:
+        for side in sides:
+            side.stop()
+        for schema in schemas:
+            _admin(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return results
+
+
+def _ingest_result(backend: str, now: Side, before: Side, rounds: int, seconds: float) -> Result:
+    for side in (now, before):
+        rate(side.ports(), side.write, CALLERS, 0.5)  # unmeasured warm-up
+    ratios, speeds = [], {"now": [], "before": []}
+    for _ in range(rounds):
+        turn = _turns([(now, 1), (before, 1)], "write", max(1, round(seconds)), seconds)
+        speeds["now"].append(turn[now.name])
+        speeds["before"].append(turn[before.name])
+        ratios.append(turn[now.name] / turn[before.name])
+    value = median(ratios)
+    return Result("ingest cost", f"store_input rate on {backend}, now ÷ without the queue and stems index", value, "×",
+                  "≥ 0.83× (not 20% slower)", value >= 1 / 1.2, ratios,
+                  note=f"now {median(speeds['now']):.0f}/s, without {median(speeds['before']):.0f}/s;"
+                       f" {CALLERS} keep-alive callers, each write with an Idempotency-Key")

@@ -10,10 +10,10 @@ from responses import matchers
 
 from cognition_service.context import (
     Retriever,
+    blend,
     by_recency,
     candidate_count,
     fuse,
-    rank,
     recency_scores,
     scaled,
     with_neighbours,
@@ -23,6 +23,11 @@ from tests.cognition_service.fake_memory import message
 from tests.cognition_service.protocol_calls import result
 
 DAY = timedelta(days=1)
+
+
+def rank(hits: list[dict], limit: int) -> list[dict]:
+    """The recency blend over one list of hits, scored by their own `score`."""
+    return blend({hit["id"]: hit["score"] for hit in hits}, {hit["id"]: hit for hit in hits}, limit)
 
 
 def _arguments(**expected):
