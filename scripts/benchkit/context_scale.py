@@ -5,7 +5,9 @@ it makes, in each phase of the same run.
 The data is synthetic, written straight into a SQLite file before Memory starts (storing 1,000,000 messages
 through the API would take longer than the measurement): words drawn from a Zipf distribution over 30,000
 made-up words, 5-30 to a message, and a random unit vector per message of the measured user (the built-in
-model's size and name), so the dense half searches 100,000 vectors. Cognition's embedding worker is off
+model's size and name), so the dense half searches 100,000 vectors. The reference in the same run is
+Memory's exact-word search, the one search the previous get_context made (it ranks every match).
+Cognition's embedding worker is off
 (EMBEDDING_POLL_SECONDS=0): it would otherwise start embedding the other users' messages meanwhile. Queries
 are four words of one of the user's own messages, so every query matches.
 """
@@ -119,7 +121,7 @@ def _measure(work: Path, db: Path, user: str, queries: list[str], phase: str) ->
     memory.start(timeout=300)
     cognition.start()
     timings: dict[str, list[float]] = {"get_context": [], "get_context, no query": [], "search_messages": [],
-                                       "search_similar": []}
+                                       "search_similar": [], "search_messages by exact words": []}
     try:
         cog, mem = Caller(cognition_port), Caller(memory_port)
         vector = [1.0 / DIMS ** 0.5] * DIMS
@@ -131,7 +133,10 @@ def _measure(work: Path, db: Path, user: str, queries: list[str], phase: str) ->
                     ("search_messages", lambda q=query: mem("search_messages", {
                         "user_id": user, "query": q, "limit": 50, "match": "stems"})),
                     ("search_similar", lambda: mem("search_similar", {"user_id": user, "model": MODEL,
-                                                                      "vector": vector, "limit": 50}))):
+                                                                      "vector": vector, "limit": 50})),
+                    # The reference: what get_context's one search cost before (BM25 over every match).
+                    ("search_messages by exact words", lambda q=query: mem("search_messages", {
+                        "user_id": user, "query": q, "limit": 50}))):
                 began = time.perf_counter()
                 call()
                 timings[name].append((time.perf_counter() - began) * 1000)
