@@ -69,6 +69,8 @@ def scenarios(p: dict, work: Path, locomo_path: str | None = None) -> dict:
         "context-quality": lambda: locomo.context_quality(work, locomo_path),
         # Issue 14: get_context for a user with 100,000 messages, alone and beside 1,000,000 of others'.
         "context-scale": lambda: context_scale.context_scale(work, p["scale_user_messages"], p["scale_other_messages"]),
+        # Issue 14: how soon a message stored at an ordinary rate can be found by meaning.
+        "embedding-lag": lambda: context_scale.embedding_lag(work),
     }
 
 

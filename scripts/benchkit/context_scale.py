@@ -187,3 +187,47 @@ def context_scale(work: Path, user_messages: int, other_messages: int, queries: 
         results.append(Result("context scale", f"{name} p95, crowded ÷ alone", ratio, "×", "≤ 1.2×", ratio <= 1.2,
                               note=f"data built in {built:.0f} s + {added:.0f} s"))
     return results
+
+
+def embedding_lag(work: Path, messages: int = 60, per_second: float = 5.0) -> list[Result]:
+    """How long after its write a message has its vector, under ordinary load: `messages` stored one by one
+    at `per_second` through Memory's store_input, each followed by polling Memory's embedding backlog (every
+    10 ms) until it is empty. The worker's idle poll interval (EMBEDDING_POLL_SECONDS, 0.2 s) is the floor."""
+    memory_port, cognition_port = free_port(), free_port()
+    shared = {"MEMORY_SERVICE_URL": f"http://127.0.0.1:{memory_port}", "HEALTH_INTERVAL_SECONDS": "0"}
+    memory = Service("memory_service.app:create_app()", {**shared, "DATABASE_URL": f"sqlite:///{work}/lag.db"},
+                     work, "lag-memory")
+    memory.port = memory_port
+    cognition = Service("cognition_service.app:create_app()", shared, work, "lag-cognition")
+    cognition.port = cognition_port
+    memory.start()
+    cognition.start()
+    lags: list[float] = []
+    try:
+        mem = Caller(memory_port)
+        user = mem("create_user", {"email": f"lag-{uuid.uuid4().hex[:8]}@bench.local", "name": "Lag",
+                                   "password": "bench-password"})["user"]["id"]
+        workspace = mem("create_workspace", {"user_id": user, "name": "lag"})["workspace"]["id"]
+        conversation = mem("create_conversation", {"user_id": user, "workspace_id": workspace,
+                                                   "topic": "lag"})["conversation"]["id"]
+        texts = Texts(seed=5).take(messages + 3)
+        for text in texts[:3]:  # unmeasured: the model loads on the first batch
+            mem("store_input", {"user_id": user, "input_data": {"conversation_id": conversation, "content": text}})
+        while mem("embedding_backlog", {})["backlog"]:
+            time.sleep(0.05)
+        for text in texts[3:]:
+            began = time.perf_counter()
+            mem("store_input", {"user_id": user, "input_data": {"conversation_id": conversation, "content": text}})
+            while mem("embedding_backlog", {})["backlog"]:
+                time.sleep(0.01)
+            lags.append((time.perf_counter() - began) * 1000)
+            time.sleep(max(0.0, 1 / per_second - (time.perf_counter() - began)))
+    finally:
+        for service in (cognition, memory):
+            service.send_signal()
+        for service in (cognition, memory):
+            service.stop()
+    p95 = percentile(lags, 0.95)
+    return [Result("embedding lag", f"write to vector, {per_second:g} messages/s, p95", p95, "ms", "≤ 1000 ms",
+                   p95 <= 1000, note=f"p50 {percentile(lags, 0.5):.0f} ms, max {max(lags):.0f} ms over {len(lags)};"
+                                     " the idle worker asks every 200 ms")]
