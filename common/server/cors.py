@@ -23,7 +23,7 @@ from common.config import ConfigError
 MAX_AGE_SECONDS = 7200
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # A host name as browsers put it in `Origin` (internationalised names in their xn-- form), or an IP address.
-HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+")
+HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.]+")
 
 
 def canonical_origin(entry: str) -> str | None:

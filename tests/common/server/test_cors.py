@@ -17,6 +17,7 @@ from common.server.cors import canonical_origin, exact_origin, parse_origins
     ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
     ("http://[::1]:3000", "http://[::1]:3000"),
     ("https://xn--bcher-kva.example", "https://xn--bcher-kva.example"),
+    ("http://chat_web:8000", "http://chat_web:8000"),  # a compose service name
 ])
 def test_origins_are_written_as_browsers_send_them(entry, origin):
     assert canonical_origin(entry) == origin
