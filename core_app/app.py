@@ -11,9 +11,10 @@ from werkzeug.routing import BaseConverter
 from common.config import ConfigError, exit_on_config_error
 from common.server import base_app, health_blueprint, stats_blueprint
 from core_app.config import load_config
+from core_app.cors import install_cors
 from core_app.limits import install_limits
 from core_app.services import build_services
-from core_app.views import accounts, cognition, conversations, messages, stream, workspaces
+from core_app.views import accounts, cognition, conversations, messages, stream, web, workspaces
 
 
 class IdConverter(BaseConverter):
@@ -32,8 +33,9 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter
     cortex = build_services(settings)
     app.extensions["cortex"] = cortex
-    for blueprint in (accounts.bp, workspaces.bp, conversations.bp, messages.bp, stream.bp, cognition.bp):
+    for blueprint in (accounts.bp, workspaces.bp, conversations.bp, messages.bp, stream.bp, cognition.bp, web.bp):
         app.register_blueprint(blueprint)
+    install_cors(app, settings.cors_allowed_origins)  # before the limits: a preflight is not a sign-in
     install_limits(app, settings, auth=accounts.bp)
     app.register_blueprint(health_blueprint("core", monitor=cortex.monitor))
     if settings.debug_stats:

@@ -17,6 +17,7 @@ from limits.storage import storage_from_string
 from common.client import ClientSettings
 from common.config import ConfigError, Env
 from common.server.auth import check_strong, is_loopback_host, service_token_setting
+from common.server.cors import parse_origins
 from core_app.reply_pool import ReplyLimits
 from core_app.workers import worker_count
 
@@ -67,6 +68,7 @@ class CoreConfig:
     sign_in_concurrency: int
     sign_in_wait: float
     search_concurrency_per_user: int
+    cors_allowed_origins: tuple[str, ...]
     client: ClientSettings
     values: Mapping[str, str]
 
@@ -205,6 +207,7 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         sign_in_concurrency=env.int("SIGN_IN_CONCURRENCY", 16, minimum=1),
         sign_in_wait=env.float("SIGN_IN_WAIT_SECONDS", 2.0, minimum=0, maximum=30),
         search_concurrency_per_user=env.int("SEARCH_CONCURRENCY_PER_USER", 4, minimum=1),
+        cors_allowed_origins=parse_origins("CORS_ALLOWED_ORIGINS", env.str("CORS_ALLOWED_ORIGINS")),
         client=ClientSettings.from_env(env),
         values=env.values,
     )

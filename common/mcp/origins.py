@@ -2,14 +2,17 @@
 
 A request without an `Origin` header does not come from a web page and is always let through (the
 service token still applies). A request with one must match an entry of `MCP_ALLOWED_ORIGINS`: an exact
-origin (`https://app.example.com`), an origin with any port (`http://localhost:*`), or `*` for any.
+origin (`https://app.example.com`), an origin with any port (`http://localhost:*`), or `*` for any. The
+same entries, as `origin_patterns`, are the origins whose pages get CORS answers, so a page that may
+call `/mcp` can also read what it answers.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
 
 from common.config import ConfigError
+from common.server.cors import canonical_origin
 
 SETTING = "MCP_ALLOWED_ORIGINS"
 # Loopback pages only: a page on another site that points a rebound DNS name at this port is refused.
@@ -21,16 +24,7 @@ def _normalise(origin: str) -> str:
 
 
 def _valid(entry: str) -> bool:
-    base = entry[:-2] if entry.endswith(":*") else entry
-    if "*" in base:
-        return False
-    try:
-        parts = urlsplit(base)
-        parts.port  # noqa: B018 - reading it validates the port number
-    except ValueError:
-        return False
-    return (parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.username
-            and parts.path == "" and not parts.query and not parts.fragment)
+    return canonical_origin(entry[:-2] if entry.endswith(":*") else entry) is not None
 
 
 def parse_allowed_origins(raw: str | None) -> tuple[str, ...]:
@@ -52,6 +46,19 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
         if entry.endswith(":*"):
             base = entry[:-2]
             port = given[len(base) + 1:] if given.startswith(base + ":") else None
-            if given == base or (port is not None and port.isdigit()):
+            if given == base or (port is not None and port.isascii() and port.isdigit()):
                 return True
     return False
+
+
+def origin_patterns(allowed: tuple[str, ...]) -> list[re.Pattern[str]]:
+    """The entries as patterns for Flask-CORS, matching exactly the origins `origin_allowed` lets through."""
+    patterns = []
+    for entry in allowed:
+        if entry == "*":
+            patterns.append(re.compile(r".*", re.DOTALL))
+            continue
+        any_port = entry.endswith(":*")
+        base = re.escape(entry[:-2] if any_port else entry)
+        patterns.append(re.compile(base + (r"(?::[0-9]+)?" if any_port else "") + r"/*\Z", re.IGNORECASE))
+    return patterns

@@ -2,9 +2,10 @@
 stateless, serving the handshake-era revisions and the stateless 2026-07-28 revision on one endpoint.
 
 The blueprint only speaks HTTP: it checks Origin, the service token, content negotiation and the
-JSON-RPC envelope, routes each message to its era (`common.mcp.eras`) and renders what
-`common.mcp.methods.McpServer` answers. Every answer is one JSON body; no session id is ever issued, so
-any worker serves any request, and `GET`/`DELETE` (the session stream and session end) are 405.
+JSON-RPC envelope, answers browsers on the allowed origins with CORS headers (Flask-CORS), routes each
+message to its era (`common.mcp.eras`) and renders what `common.mcp.methods.McpServer` answers. Every
+answer is one JSON body; no session id is ever issued, so any worker serves any request, and
+`GET`/`DELETE` (the session stream and session end) are 405.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ from common.mcp.jsonrpc import (
     result_message,
 )
 from common.mcp.methods import McpServer, dumps
-from common.mcp.origins import origin_allowed, parse_allowed_origins
+from common.mcp.origins import origin_allowed, origin_patterns, parse_allowed_origins
 from common.request_ids import current_request_id
 from common.server.auth import require_service_token
 from common.server.body import parse_json, read_body
+from common.server.cors import allow_cross_origin, is_preflight
 from common.server.protocol import CallContext, Resource, Tool
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ PATH = "/mcp"
 # Every message of a batch is answered in one request, so an unbounded array is unbounded work for one
 # POST. Only the 2025-03-26 revision has batches at all; no client needs more than a handful.
 MAX_BATCH = 50
+# What an MCP client in a browser sends and reads beyond the CORS-safelisted headers (the Streamable HTTP
+# transport's headers; this server issues no session id, but a client reads the header to find that out).
+CORS_REQUEST_HEADERS = ("Content-Type", "Authorization", "Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-ID")
+CORS_EXPOSED_HEADERS = ("Mcp-Session-Id", "X-Request-ID")
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -80,11 +86,15 @@ def mcp_blueprint(service: str, tools: Sequence[Tool], resources: Sequence[Resou
     server = McpServer(service, tools, resources)
     origins = parse_allowed_origins(None) if allowed_origins is None else allowed_origins
     bp = Blueprint("mcp", __name__)
+    allow_cross_origin(bp, PATH, origin_patterns(origins), methods=("GET", "POST", "DELETE"),
+                       request_headers=CORS_REQUEST_HEADERS, exposed_headers=CORS_EXPOSED_HEADERS)
 
     @bp.before_request
     def _guard() -> Response | None:
         if not origin_allowed(request.headers.get("Origin"), origins):
             return refusal(403, "forbidden", f"Origin {request.headers['Origin'][:100]!r} is not allowed")
+        if is_preflight():
+            return None  # a browser never sends the token on a preflight; the request it asks about needs it
         try:
             require_service_token(service_token)
         except Unauthorized as error:

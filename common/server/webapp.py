@@ -24,7 +24,8 @@ def base_app(import_name: str, *, service: str, max_body_bytes: int, log_level: 
 def private_headers(response: Response) -> Response:
     """Every answer is private to its caller (or, like /health, not worth keeping): no cache may store it,
     and a browser must not guess a type other than the declared one (a JSON error echoing input is not
-    HTML). Set on every response, streams included, so no route can forget it."""
-    response.headers["Cache-Control"] = "no-store"
+    HTML). Set on every response, streams included, so no route can forget it; only a route that sets its
+    own Cache-Control on purpose keeps it (the Core's web page, core_app/views/web.py)."""
+    response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response

@@ -211,6 +211,9 @@ def test_single_process_core_runs_everything(tmp_path):
         assert search.status_code == 200, search.text
         assert "Retrying" not in (tmp_path / "core.log").read_text()
         assert_conversation_works(url)
+        page = requests.get(f"{url}/", timeout=10)
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     finally:
         core.shut_down()
 

@@ -26,3 +26,12 @@ def test_every_answer_is_uncacheable_and_not_sniffed(client, path):
     response = client.get(path)
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_route_that_chooses_its_own_caching_keeps_it():
+    app = base_app(__name__, service="test", max_body_bytes=1024, log_level="WARNING")
+    app.add_url_rule("/file", "file", lambda: Response("x", headers={"Cache-Control": "no-cache"}))
+
+    response = app.test_client().get("/file")
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -1,0 +1,94 @@
+"""CORS on `/mcp`: a page on an origin MCP_ALLOWED_ORIGINS allows can call it from a browser (preflight
+included, the service token still required), and a page on any other origin is refused as before."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.mcp.origins import origin_allowed, origin_patterns, parse_allowed_origins
+from tests.common.mcp.test_server import HELLO, TOKEN, make_app, post
+
+PAGE = "http://localhost:5173"
+
+
+def preflight(client, origin: str, headers: str = "authorization,content-type,mcp-protocol-version"):
+    return client.options("/mcp", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                                           "Access-Control-Request-Headers": headers})
+
+
+def cors_headers(response) -> dict[str, str]:
+    return {name: value for name, value in response.headers.items() if name.lower().startswith("access-control-")}
+
+
+@pytest.fixture
+def client():
+    return make_app(token=TOKEN).test_client()
+
+
+def test_a_preflight_from_an_allowed_origin_needs_no_token(client):
+    response = preflight(client, PAGE, "authorization,content-type,mcp-protocol-version,mcp-session-id,last-event-id")
+
+    assert response.status_code == 200
+    allowed = cors_headers(response)
+    assert allowed["Access-Control-Allow-Origin"] == PAGE
+    assert set(allowed["Access-Control-Allow-Headers"].split(", ")) == {
+        "authorization", "content-type", "mcp-protocol-version", "mcp-session-id", "last-event-id"}
+    assert set(allowed["Access-Control-Allow-Methods"].split(", ")) == {"GET", "POST", "DELETE"}
+    assert allowed["Access-Control-Max-Age"] == "7200"
+    assert "Access-Control-Allow-Credentials" not in allowed
+
+
+def test_a_preflight_is_told_only_the_headers_mcp_uses(client):
+    response = preflight(client, PAGE, "authorization,content-type,x-custom")
+    assert response.headers["Access-Control-Allow-Headers"] == "authorization, content-type"
+
+
+def test_an_allowed_page_reads_the_answer_and_the_session_header(client):
+    response = post(client, HELLO, {"Origin": PAGE, "Authorization": f"Bearer {TOKEN}"})
+
+    assert response.status_code == 200 and response.get_json()["result"]["serverInfo"]
+    assert response.headers["Access-Control-Allow-Origin"] == PAGE
+    assert set(response.headers["Access-Control-Expose-Headers"].split(", ")) == {"Mcp-Session-Id", "X-Request-ID"}
+    assert "Origin" in response.headers.get_all("Vary")
+
+
+def test_the_token_is_still_required_and_the_page_can_read_why(client):
+    response = post(client, HELLO, {"Origin": PAGE})
+
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["Access-Control-Allow-Origin"] == PAGE
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://localhost.evil.example", "https://localhost:8443",
+                                    "null"])
+def test_other_origins_are_refused_with_no_cors_headers(client, origin):
+    asked = preflight(client, origin)
+    posted = post(client, HELLO, {"Origin": origin, "Authorization": f"Bearer {TOKEN}"})
+
+    assert asked.status_code == 403 and cors_headers(asked) == {}
+    assert posted.status_code == 403 and cors_headers(posted) == {}
+
+
+def test_requests_without_an_origin_carry_no_cors_headers(client):
+    response = post(client, HELLO, {"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200 and cors_headers(response) == {}
+
+
+@pytest.mark.parametrize("setting", [None, "https://app.example.com", "http://localhost:*,https://app.example.com",
+                                     "*", "http://[::1]:*"])
+@pytest.mark.parametrize("origin", [
+    "http://localhost", "http://localhost:5173", "HTTP://LOCALHOST:3000/", "http://localhost:", "http://localhost:x",
+    "http://localhost:5173/x", "http://localhost.evil.example", "http://127.0.0.1:9", "http://127.0.0.1.nip.io",
+    "http://[::1]:8080", "http://[::2]:8080", "https://app.example.com", "https://app.example.com:443",
+    "https://app.example.co", "https://app.example.com.evil.test", "null", "http://localhost:\u00b2",
+])
+def test_cors_answers_exactly_the_origins_the_origin_check_lets_through(setting, origin):
+    allowed = parse_allowed_origins(setting)
+    by_check = origin_allowed(origin, allowed)
+    by_cors = any(pattern.match(origin) for pattern in origin_patterns(allowed))
+    assert by_cors is by_check
+
+    response = post(make_app(token=TOKEN, origins=setting).test_client(), HELLO,
+                    {"Origin": origin, "Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == (200 if by_check else 403)
+    assert response.headers.get("Access-Control-Allow-Origin") == (origin if by_check else None)
