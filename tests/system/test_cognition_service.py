@@ -103,6 +103,9 @@ def test_context_finds_the_oldest_answer_in_a_500_message_history(mem, cog):
     store(mem, bob, bobs, "The launch code for the falcon project is zulu-nine.")
     history = list(mem.read_resource(f"history/{alice}"))
     assert len(history) == 500 and history[-1]["id"] == answer  # the answer really is the oldest
+    # The ranking below is the settled one: every message embedded by Cognition's worker.
+    wait_until(lambda: mem.call_tool("embedding_backlog", {})["backlog"] == 0, 60,
+               message="the history to be embedded")
 
     found = cog.call_tool("get_context", {"user_id": alice, "query": "What was the launch code for the falcon "
                                                                      "project?", "limit": 10})

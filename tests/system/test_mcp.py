@@ -21,6 +21,7 @@ from mcp.shared.exceptions import MCPError
 
 from common.client import ClientSettings, RetryPolicy, ServiceClient
 from tests.system.support.harness import ServiceProcess
+from tests.system.support.polling import wait_until
 
 MEMORY_APP = "memory_service.app:create_app()"
 COGNITION_APP = "cognition_service.app:create_app()"
@@ -75,6 +76,12 @@ def seed(mem: ServiceClient) -> tuple[str, str, str]:
         mem.call_tool("store_input", {"user_id": owner, "input_data": {"conversation_id": conversation,
                                                                          "content": content}})
     return owner, conversation, stranger
+
+
+def wait_embedded(mem: ServiceClient) -> None:
+    """Until Cognition's worker has embedded every message, get_context may change between two calls."""
+    wait_until(lambda: mem.call_tool("embedding_backlog", {})["backlog"] == 0, 30,
+               message="the messages to be embedded")
 
 
 async def initialize_at(session: ClientSession, version: str) -> None:
@@ -188,6 +195,7 @@ def test_sdk_client_gets_what_the_service_protocol_gives(services, how, version)
     try:
         owner, conversation, stranger = seed(mem)
         asyncio.run(drive_memory(memory.url, how, version, mem, owner, conversation, stranger))
+        wait_embedded(mem)  # drive_memory stored another message
         asyncio.run(drive_cognition(cognition.url, how, version, cog, owner))
     finally:
         mem.close()

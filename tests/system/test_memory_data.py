@@ -62,20 +62,26 @@ def test_search_and_context_do_not_change_when_another_user_adds_matching_messag
     for text in texts:
         assert post(ann, conv, text).status_code == 202
     wait_for_replies(ann, conv, len(texts))
+    memory = ServiceClient("memory", stack.memory.url, token=SERVICE_TOKEN)
+
+    def embedded() -> None:  # context by meaning settles once Cognition's worker has embedded everything
+        wait_until(lambda: memory.call_tool("embedding_backlog", {})["backlog"] == 0, 30,
+                   message="the messages to be embedded")
 
     def ann_sees() -> list[dict]:
         return [ann.request("POST", path, json={"query": query, "limit": 20}).json()
                 for path in ("/v1/search", "/v1/context") for query in ("harbour", "harbour lantern dawn")]
 
+    embedded()
     before = ann_sees()
     assert before[0]["count"] >= 3 and all(hit["score"] > 0 for hit in before[0]["results"])
     # Another user fills their own conversations with the same words, straight into Memory.
     bob = new_user(stack)
     bob_conv = bob.conversation()
-    memory = ServiceClient("memory", stack.memory.url, token=SERVICE_TOKEN)
     for n in range(80):
         memory.call_tool("store_input", {"user_id": bob.user["id"], "input_data": {
             "conversation_id": bob_conv, "content": "harbour " * (n % 5 + 1) + "lantern dawn" * (n % 2)}})
+    embedded()
     assert ann_sees() == before
 
 

@@ -19,7 +19,7 @@ from tests.system.hostile.raw_http import assert_error_shape, assert_no_leak
 
 # Routes anyone may call without a user token; every other route of the Core App needs one.
 PUBLIC_ROUTES = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/login"), ("GET", "/health"),
-                 ("GET", "/static/<path:filename>")}
+                 ("GET", "/"), ("GET", "/static/<path:filename>")}
 
 
 @dataclass

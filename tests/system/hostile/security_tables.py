@@ -131,6 +131,7 @@ def core_cross_user_rows(world: World, owner_secret: str, private_secret: str,
                 HIDDEN),
         CoreRow("health shows no user data", "intruder", "GET", "/health", "/health", OWN, absent=theirs,
                 anonymous=True),
+        CoreRow("the web page holds no user data", "intruder", "GET", "/", "/", OWN, absent=theirs, anonymous=True),
         CoreRow("static files do not reach the database", "intruder", "GET", "/static/<path:filename>",
                 "/static/..%2f..%2fvar%2fcortex-memory.db", 404, absent=theirs),
     ]
