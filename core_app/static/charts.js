@@ -2,9 +2,9 @@
 // time, and a line of a score in [-1, 1] over the messages of a conversation. Colours come from app.css.
 
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 480;
-const HEIGHT = 200;
-const MARGIN = { top: 12, right: 12, bottom: 30, left: 36 };
+const WIDTH = 320;
+const HEIGHT = 180;
+const MARGIN = { top: 12, right: 10, bottom: 30, left: 32 };
 const MAX_X_LABELS = 8;
 const MAX_BAR_WIDTH = 40;
 

@@ -26,6 +26,10 @@ export class Transcript {
   constructor(list, me) {
     this.list = list;
     this.me = me;
+    this.atBottom = true;
+    list.addEventListener("scroll", () => { this.atBottom = this.nearBottom(); });
+    // The list shrinks when the analyses open or the window changes: the newest message stays in view.
+    new ResizeObserver(() => { if (this.atBottom) list.scrollTop = list.scrollHeight; }).observe(list);
     this.reset();
   }
 
@@ -140,9 +144,12 @@ export class Transcript {
 
   /** Make a change, keeping the view at the bottom if it was there (reading older messages is not disturbed). */
   stick(change) {
-    const view = this.list;
-    const atBottom = view.scrollHeight - view.scrollTop - view.clientHeight < 40;
+    const atBottom = this.atBottom || this.nearBottom();
     change();
-    if (atBottom) view.scrollTop = view.scrollHeight;
+    if (atBottom) this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  nearBottom() {
+    return this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
   }
 }
