@@ -114,9 +114,10 @@ async function enterChat() {
   clearTimeout(expiry);
   expiry = setTimeout(() => endSession("Your session has expired. Please log in again."),
     Math.min(session.expiresAt - Date.now(), 2 ** 31 - 1));
-  idleConnection();
-  showTopic();
   const wanted = hashConversation();
+  if (wanted) showConnection("reconnecting"); // not connected until that conversation's stream is
+  else idleConnection();
+  showTopic();
   try {
     await refreshConversations();
   } catch (error) {

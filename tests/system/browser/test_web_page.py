@@ -18,6 +18,7 @@ from playwright.sync_api import Page, expect
 from tests.system.support.browser import chromium
 from tests.system.support.fake_llm import FakeLLM
 from tests.system.support.harness import REPO
+from tests.system.support.polling import wait_until
 from tests.system.support.stack import start_stack
 
 REPLY = "Porto is lovely in spring: walk along the river, take the tram to the sea, and try the custard tarts."
@@ -86,7 +87,10 @@ def register(page: Page, name: str) -> str:
 
 
 def start_conversation(page: Page) -> None:
+    """Make a conversation and wait until it is open (in the address) and its stream connected."""
+    before = page.url
     page.get_by_test_id("new-conversation").click()
+    expect(page).not_to_have_url(before, timeout=WAIT_MS)
     expect(page.get_by_test_id("connection-state")).to_have_text("connected", timeout=WAIT_MS)
 
 
@@ -253,8 +257,8 @@ def test_the_stream_url_holds_a_short_lived_ticket_never_the_access_token(browse
         start_conversation(page)
         send(page, "Is my token safe?")
         wait_replies(page, 1)
-        page.reload()  # a second stream, resumed
-        expect(page.get_by_test_id("connection-state")).to_have_text("connected", timeout=WAIT_MS)
+        with page.expect_request(lambda request: "/messages/stream" in request.url, timeout=WAIT_MS):
+            page.reload()  # a second stream, resumed
         jwt = token(page)
         streams = [url for url in urls if "/messages/stream" in url]
         assert len(streams) >= 2 and all("ticket=" in url for url in streams), streams
@@ -271,12 +275,25 @@ UNLABELLED = """() => [...document.querySelectorAll("button, input, textarea, se
   .map((control) => control.outerHTML)"""
 
 
-def test_controls_are_labelled_offline_is_shown_and_a_narrow_screen_has_one_column(browser, page_url):
+def test_log_out_and_in_labelled_controls_offline_and_one_column_on_a_narrow_screen(browser, page_url):
     with opened_page(browser, page_url) as page:
         assert page.evaluate(UNLABELLED) == []
-        register(page, "nia")
+        email = register(page, "nia")
         start_conversation(page)
+        send(page, "Before logging out")
+        wait_replies(page, 1)
         assert page.evaluate(UNLABELLED) == []
+        page.get_by_test_id("logout").click()
+        expect(page.get_by_test_id("transcript")).to_be_hidden()
+        assert page.evaluate("sessionStorage.length") == 0
+        page.get_by_test_id("email").fill(email)
+        page.get_by_test_id("password").fill("not the password")
+        page.get_by_test_id("login").click()
+        expect(page.get_by_role("alert").filter(has_text="password")).to_be_visible(timeout=WAIT_MS)
+        page.get_by_test_id("password").fill(PASSWORD)
+        page.get_by_test_id("password").press("Enter")  # Enter logs in
+        page.get_by_test_id("conversation-list").get_by_text("Before logging out").click(timeout=WAIT_MS)
+        expect(page.locator(STORED)).to_have_count(2, timeout=WAIT_MS)
         state = page.get_by_test_id("connection-state")
         page.context.set_offline(True)
         expect(state).to_have_text("offline", timeout=WAIT_MS)
@@ -287,7 +304,7 @@ def test_controls_are_labelled_offline_is_shown_and_a_narrow_screen_has_one_colu
         talk = page.get_by_test_id("transcript").bounding_box()
         assert side and talk and talk["y"] >= side["y"] + side["height"] and talk["width"] > 300, (side, talk)
         send(page, "Still usable on a phone")
-        wait_replies(page, 1)
+        wait_replies(page, 2)
 
 
 def test_search_opens_the_conversation_found_and_the_analyses_are_drawn(browser, page_url):
@@ -308,9 +325,51 @@ def test_search_opens_the_conversation_found_and_the_analyses_are_drawn(browser,
         results.get_by_role("button").first.click()
         expect(page).to_have_url(first, timeout=WAIT_MS)
         expect(page.locator(STORED)).to_have_count(4, timeout=WAIT_MS)
+        page.get_by_role("button", name="Rename").click()
+        page.get_by_label("New topic").fill("Porto, spring")
+        page.get_by_label("New topic").press("Enter")
+        expect(page.get_by_test_id("conversation-list")).to_contain_text("Porto, spring", timeout=WAIT_MS)
         page.get_by_role("button", name="Analyse").click()
         analysis = page.locator("#analysis")
         expect(analysis.locator("svg.chart.bars rect.bar").first).to_be_visible(timeout=WAIT_MS)  # a bar a day
         expect(analysis.locator("svg.chart.line circle")).to_have_count(4)  # one point per message
         expect(analysis).to_contain_text("Overall")
         page.screenshot(path=str(SCREENSHOT))
+
+
+def test_reply_errors_and_warnings_show_in_the_transcript_and_a_503_on_reconnect_is_retried(browser, page_url,
+                                                                                          stack, llm):
+    with opened_page(browser, page_url) as page:
+        register(page, "fay")
+        start_conversation(page)
+        state = page.get_by_test_id("connection-state")
+        transcript = page.get_by_test_id("transcript")
+        llm.fail_after = 3  # the model's stream is cut after three words
+        try:
+            send(page, "Tell me about Porto")
+            expect(transcript).to_contain_text("The reply failed", timeout=WAIT_MS)
+        finally:
+            llm.fail_after = None
+        expect(transcript).to_contain_text("(provider_error)")
+        expect(page.locator(STORED)).to_have_count(1)  # the failed reply is no message
+        expect(state).to_have_text("connected")  # an error in the stream is not a connection error
+        stack.cognition.stop()
+        try:
+            send(page, "And about Lisbon?")
+            expect(transcript).to_contain_text("(context_unavailable)", timeout=WAIT_MS)
+            wait_replies(page, 1)  # written without context
+        finally:
+            stack.cognition.start()
+        stack.memory.stop()
+        try:
+            page.context.set_offline(True)  # the stream is closed; reopening it needs a ticket, which needs Memory
+            expect(state).to_have_text("offline", timeout=WAIT_MS)
+            page.context.set_offline(False)
+            expect(state).to_have_text("reconnecting", timeout=WAIT_MS)
+            page.wait_for_event("response", lambda answer: "stream-ticket" in answer.url and answer.status == 503,
+                                timeout=WAIT_MS)
+        finally:
+            stack.memory.start()
+        expect(state).to_have_text("connected", timeout=30_000)
+        wait_until(lambda: requests.get(f"{stack.core.url}/health", timeout=2).json()["status"] == "healthy", 15,
+                   message="the Core to see every dependency again")
