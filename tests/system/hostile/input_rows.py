@@ -308,7 +308,7 @@ def fts_rows() -> list[Row]:
     return rows
 
 
-# Flask gives every app a `/static/<path:filename>` route (no static folder exists): traversal must not escape.
+# Flask serves `/static/<path:filename>` (the Core: the web page's files): traversal must not escape.
 STATIC_TRAVERSALS = ["/static/../app.py", "/static/..%2fapp.py", "/static/%2e%2e/%2e%2e/etc/passwd",
                      "/static/../../var/cortex-memory.db"]
 
