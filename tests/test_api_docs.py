@@ -39,7 +39,7 @@ def test_every_core_app_route_is_documented(tmp_path):
 @pytest.mark.parametrize("make_app", [memory_app, cognition_app], ids=["memory", "cognition"])
 def test_every_tool_and_resource_is_documented(make_app, tmp_path):
     app = make_app({"DATABASE_URL": f"sqlite:///{tmp_path}/m.db", "HEALTH_INTERVAL_SECONDS": "0",
-                    "SERVICE_TOKEN": ""})
+                    "SERVICE_TOKEN": "", "EMBEDDINGS": "off"})
     client = app.test_client()
     text = documented()
     tools = [tool["name"] for tool in client.get("/tools").get_json()["tools"]]

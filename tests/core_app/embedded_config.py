@@ -14,6 +14,9 @@ def core_config(directory: Path, **overrides: str) -> dict[str, str]:
     return {
         "DATABASE_URL": f"sqlite:///{directory}/m.db",
         "HEALTH_INTERVAL_SECONDS": "0",
+        # No embedding worker in the test process, and context by words only: retrieval by meaning is
+        # tested in tests/cognition_service and tests/system/test_retrieval*.py.
+        "EMBEDDINGS": "off",
         "JWT_SECRET": JWT_SECRET,
         "SSE_HEARTBEAT_SECONDS": "0.2",
         "SERVICE_TOKEN": "",

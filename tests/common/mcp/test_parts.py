@@ -118,7 +118,7 @@ def test_error_statuses_per_era(code, legacy, modern):
 @pytest.fixture(params=["memory", "cognition"])
 def service(request, tmp_path):
     config = {"DATABASE_URL": f"sqlite:///{tmp_path}/m.db", "SERVICE_TOKEN": "", "MCP_ALLOWED_ORIGINS": "",
-              "MEMORY_SERVICE_URL": "http://127.0.0.1:9", "HEALTH_INTERVAL_SECONDS": "0"}
+              "MEMORY_SERVICE_URL": "http://127.0.0.1:9", "HEALTH_INTERVAL_SECONDS": "0", "EMBEDDINGS": "off"}
     create = create_memory if request.param == "memory" else create_cognition
     return request.param, create(config).test_client()
 
