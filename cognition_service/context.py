@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from cognition_service.text import search_terms
 from cognition_service.timestamps import parse_time
 from common.errors import Forbidden, NotFound, ServiceError
+from common.request_ids import current_request_id
 
 if TYPE_CHECKING:  # the reader brings in the network client; this module needs only its methods
     from cognition_service.embeddings import Embedder
@@ -40,6 +41,9 @@ LEXICAL_WEIGHT = 0.5
 DENSE_WEIGHT = 0.5
 NEIGHBOUR_WEIGHTS = (0.5, 0.25)
 """What a message gains from the better of its neighbours one place away, and two places away."""
+DENSE_WAIT_SECONDS = 1.0
+"""How long get_context waits for the dense half (the model, Memory's vector search) before the words
+answer alone: a slow or hung embeddings endpoint must not hold every context retrieval up."""
 NEIGHBOURS_OF = 3
 """The neighbours of the best `NEIGHBOURS_OF × limit` fused candidates (at least 30) are read."""
 
@@ -123,20 +127,39 @@ def by_recency(newest_first: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for message, recent in zip(newest_first, recency_scores(newest_first), strict=True)]
 
 
-def concurrently(work: Callable[[], Any]) -> Callable[[], Any]:
+def concurrently(work: Callable[[], Any], timeout: float, fallback: Any) -> Callable[[], Any]:
     """Start `work` in its own greenlet when gevent has patched this process (under gunicorn's worker), and
-    return a function that waits for its result; without gevent (unit tests, scripts) it runs at once."""
+    return a function that waits for its result at most `timeout` seconds (then `fallback`, the greenlet
+    killed); without gevent (unit tests, scripts) it runs at once. The greenlet carries the request's
+    context and id, so its calls log under it and pass it on."""
     from gevent import monkey
 
     if not monkey.is_module_patched("socket"):
         result = work()
         return lambda: result
     import gevent
-    from flask import copy_current_request_context, has_request_context
+    from flask import copy_current_request_context, g, has_request_context
 
-    # The request's context goes along, so the greenlet's calls carry its request id and log under it.
-    greenlet = gevent.spawn(copy_current_request_context(work) if has_request_context() else work)
-    return lambda: greenlet.get()
+    if has_request_context():
+        request_id = current_request_id()
+
+        def in_context() -> Any:
+            g.request_id = request_id
+            return work()
+
+        greenlet = gevent.spawn(copy_current_request_context(in_context))
+    else:
+        greenlet = gevent.spawn(work)
+
+    def wait() -> Any:
+        try:
+            return greenlet.get(timeout=timeout)
+        except gevent.Timeout:
+            greenlet.kill(block=False)
+            log.warning("get_context without dense retrieval: no answer within %.1f s", timeout)
+            return fallback
+
+    return wait
 
 
 class Retriever:
@@ -185,7 +208,7 @@ class Retriever:
                 return []
 
         # The two halves wait on different things (the model, two Memory searches), so they overlap.
-        dense_waiting = concurrently(dense_half)
+        dense_waiting = concurrently(dense_half, DENSE_WAIT_SECONDS, [])
         lexical = self.memory.search(user_id, search_terms(query), limit=count, conversation_id=conversation_id,
                                      stems=STEMS)
         dense = dense_waiting()

@@ -24,6 +24,9 @@ from common.errors import ServiceError
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 5.0
+MAX_CHARS = 8_000
+"""Of a message, only this much is embedded (the built-in model reads 256 tokens, about 1,000 characters;
+an endpoint may refuse a longer input)."""
 
 
 class Indexer:
@@ -53,10 +56,27 @@ class Indexer:
             "limit": self.batch, "lease_seconds": self.lease_seconds})["items"]
         if not items:
             return 0
-        vectors = self.offload(self.embedder.encode, [item["content"] for item in items])
+        texts = [item["content"][:MAX_CHARS] for item in items]
+        try:
+            done = list(zip(items, self.offload(self.embedder.encode, texts), strict=True))
+        except ServiceError:
+            raise  # the embedder's endpoint is down: the whole batch waits for its lease to end
+        except Exception:
+            if len(items) == 1:
+                raise
+            # One message the model cannot take must not hold back the rest: each on its own, and the
+            # one that fails keeps its lease (tried again when it ends).
+            done = []
+            for item, text in zip(items, texts, strict=True):
+                try:
+                    done.append((item, self.offload(self.embedder.encode, [text])[0]))
+                except Exception as exc:  # noqa: BLE001 - logged; the message stays queued
+                    log.warning("message %s could not be embedded: %s", item["message_id"], str(exc)[:200])
+            if not done:
+                return len(items)
         self.memory.call_tool("store_embeddings", {"model": self.embedder.name, "items": [
-            {"ticket": item["ticket"], "message_id": item["message_id"], "vector": vector.tolist()}
-            for item, vector in zip(items, vectors, strict=True)]})
+            {"ticket": item["ticket"], "message_id": item["message_id"], "vector": [float(x) for x in vector]}
+            for item, vector in done]})
         return len(items)
 
     def start(self) -> None:

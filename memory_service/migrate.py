@@ -43,8 +43,8 @@ class Refused(Exception):
 def _insert_sql(table: str, columns: Sequence[str]) -> str:
     names = ", ".join(columns)
     if table == "messages":  # the search words are computed here, as the PostgreSQL store writes them
-        return (f"INSERT INTO messages ({names}, search_vector) VALUES"
-                f" ({', '.join(['%s'] * len(columns))}, to_tsvector('simple', %s))")
+        return (f"INSERT INTO messages ({names}, search_vector, stem_vector) VALUES"
+                f" ({', '.join(['%s'] * len(columns))}, to_tsvector('simple', %s), to_tsvector('english', %s))")
     return f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
 
 
@@ -54,7 +54,7 @@ def _rows(source: sqlite3.Connection, table: str, columns: Sequence[str], order:
     cursor = source.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}")
     content = columns.index("content") if table == "messages" else -1
     for row in cursor:
-        yield (*row, folded_text(row[content])) if content >= 0 else tuple(row)
+        yield (*row, folded_text(row[content]), folded_text(row[content])) if content >= 0 else tuple(row)
 
 
 def _open_source(url: str) -> sqlite3.Connection:

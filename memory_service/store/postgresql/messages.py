@@ -107,9 +107,11 @@ def update_message(db: Database, user_id: str, message_id: str, content: str | N
         row = load_for(conn, user_id, message_id, modify=True)
         new_content = row["content"] if content is None else content
         updated = conn.execute(
-            f"UPDATE messages SET content = %s, metadata_json = COALESCE(%s, metadata_json),"
-            f" search_vector = to_tsvector('simple', %s) WHERE id = %s RETURNING {COLUMNS}",
-            (new_content, metadata_json, folded_text(new_content), message_id)).fetchone()
+            f"UPDATE messages SET content = %(content)s, metadata_json = COALESCE(%(metadata)s, metadata_json),"
+            f" search_vector = to_tsvector('simple', %(words)s), stem_vector = to_tsvector('english', %(words)s)"
+            f" WHERE id = %(id)s RETURNING {COLUMNS}",
+            {"content": new_content, "metadata": metadata_json, "words": folded_text(new_content),
+             "id": message_id}).fetchone()
         if updated is None:
             raise NotFound("message not found")
         return {"message": message_from_row(updated)}

@@ -112,9 +112,9 @@ BEGIN
         UPDATE conversations SET next_sequence = next_sequence + 1, updated_at = o_created WHERE id = p_conversation
             RETURNING next_sequence - 1 INTO o_sequence;
         INSERT INTO messages (id, conversation_id, sender_id, role, content, metadata_json, sequence, created_at,
-                              search_vector)
+                              search_vector, stem_vector)
             VALUES (p_id, p_conversation, p_user, p_role, p_content, p_metadata, o_sequence, o_created,
-                    to_tsvector('simple', p_words));
+                    to_tsvector('simple', p_words), to_tsvector('english', p_words));
         outcome := 'stored';
     END IF;
 END $$;
@@ -133,9 +133,10 @@ CREATE TABLE IF NOT EXISTS message_vectors (
     conversation_id TEXT NOT NULL, model TEXT NOT NULL, seq BIGINT NOT NULL, vector BYTEA NOT NULL
 );
 -- Stems for searches that ask for them (the 'english' configuration: Snowball stems, English stop words
--- left out), computed from the content by the server on every insert and update.
-ALTER TABLE messages ADD COLUMN IF NOT EXISTS stem_vector TSVECTOR
-    GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED;
+-- left out) of the same folded words as search_vector (accents dropped), written with the row. Messages
+-- stored before this version get theirs from the content as it is (their accents kept).
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS stem_vector TSVECTOR;
+UPDATE messages SET stem_vector = to_tsvector('english', content) WHERE stem_vector IS NULL;
 CREATE INDEX IF NOT EXISTS messages_stems ON messages USING GIN (stem_vector);
 CREATE INDEX IF NOT EXISTS message_vectors_conversation ON message_vectors (conversation_id, model, seq);
 CREATE TABLE IF NOT EXISTS embedding_queue (
@@ -158,7 +159,7 @@ CREATE OR REPLACE TRIGGER messages_embedding_update AFTER UPDATE OF content ON m
     FOR EACH ROW WHEN (NEW.content IS DISTINCT FROM OLD.content) EXECUTE FUNCTION cortex_queue_embedding();
 """
 
-UPGRADES: dict[int, str] = {2: STORE_INPUT_FUNCTION, 3: VECTORS}
+UPGRADES: dict[int, str] = {2: STORE_INPUT_FUNCTION, 3: VECTORS + STORE_INPUT_FUNCTION}
 """DDL taking a database from version N-1 to N (run after TABLES on a new database too)."""
 
 

@@ -43,8 +43,11 @@ def store_embeddings(db: Database, model: str, items: list[tuple[int, str, bytes
     two workers' batches never deadlock."""
 
     def tx(conn: Connection) -> dict[str, int]:
+        # The messages first, in id order, as a delete takes them (message, then its queue row by cascade):
+        # taking the queue row first would deadlock with a delete of the same message.
         where = {row["id"]: row["conversation_id"] for row in conn.execute(
-            "SELECT id, conversation_id FROM messages WHERE id = ANY(%s)", ([item[1] for item in items],))}
+            "SELECT id, conversation_id FROM messages WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
+            ([item[1] for item in items],))}
         stored = 0
         for ticket, message_id, vector in sorted(items, key=lambda item: (where.get(item[1], ""), item[0])):
             conversation_id = where.get(message_id)

@@ -31,23 +31,35 @@ def test_a_copy_is_not_fooled_by_a_late_commit_and_a_deletion(store: PostgresSto
     embed(store, {changed["id"]: EAST})
     late, other = post(store, world, "bob", "late"), post(store, world, "bob", "other")
     items = {item.message_id: item for item in store.claim_embedding_work(10, 60)}
-    # Worker A is slowed down between taking its seq and committing: its insert's foreign-key check waits
-    # for a lock this transaction holds on the message (a batch of 256 vectors has the same gap naturally).
+    # Worker A is slowed down between taking its seq and committing: its vector's insert waits on the
+    # unique key of a row this transaction has written and not committed (and then rolls back); a batch of
+    # 256 vectors has the same gap naturally.
     holder_pid: list[int] = []
     locked, release = threading.Event(), threading.Event()
 
+    class RolledBack(Exception):
+        pass
+
     def hold(conn: Any) -> None:
-        conn.execute("SELECT 1 FROM messages WHERE id = %s FOR UPDATE", (late["id"],))
+        conn.execute("INSERT INTO message_vectors (message_id, conversation_id, model, seq, vector)"
+                     " VALUES (%s, %s, 'holder', 0, ''::bytea)", (late["id"], late["conversation_id"]))
         holder_pid.append(conn.execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"])
         locked.set()
         release.wait(10)
+        raise RolledBack
+
+    def hold_and_roll_back() -> None:
+        try:
+            db.write(hold)
+        except RolledBack:
+            pass
 
     def blocked() -> int:
         return db.read(lambda conn: conn.execute(
             "SELECT count(*) AS n FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
             (holder_pid[0],)).fetchone()["n"])
 
-    holder = threading.Thread(target=lambda: db.write(hold))
+    holder = threading.Thread(target=hold_and_roll_back)
     holder.start()
     assert locked.wait(5)
     a_result: list[dict] = []
