@@ -37,7 +37,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.extensions["cortex.store"] = store
     app.extensions["cortex.close"] = store.close  # by gunicorn.conf.py's worker_exit
     index = VectorIndex(settings.vector_cache_mb * 1024 * 1024)
-    tools, resources = build_tools(store, hashing, index), build_resources(store)
+    tools, resources = build_tools(store, hashing, index, settings.max_page_bytes), build_resources(store)
     app.register_blueprint(protocol_blueprint(tools, resources, settings.service_token))
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))

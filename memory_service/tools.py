@@ -14,6 +14,8 @@ from common.server import CallContext, Tool
 from memory_service import accounts
 from memory_service.hashing import PasswordHashing
 from memory_service.store import IdempotencyKey, Store
+from memory_service.store.pages import take_within
+from memory_service.store.values import DEFAULT_PAGE_BYTES
 from memory_service.store.vectors import VectorIndex, to_bytes
 
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256)]
@@ -179,6 +181,22 @@ def store_embeddings(store: Store, args: StoreEmbeddings) -> dict:
                                                for item in args.items])
 
 
+def similar(store: Store, index: VectorIndex, args: SearchSimilar, page_bytes: int) -> dict:
+    """The nearest messages, within the page's bytes; `has_more` says some were left out."""
+    found = index.search(store, args.user_id, args.model, args.vector, args.limit, args.conversation_id)
+    results, more = take_within(found["results"], args.limit, page_bytes)
+    return {**found, "results": results, "count": len(results), "has_more": more}
+
+
+def around(store: Store, args: MessagesAround, page_bytes: int) -> dict:
+    """The neighbouring messages, within the page's bytes (the given messages' own first)."""
+    found = store.messages_around(args.user_id, args.message_ids, args.distance)
+    order = {message_id: index for index, message_id in enumerate(args.message_ids)}
+    found.sort(key=lambda message: order.get(message["id"], len(order)))
+    messages, more = take_within(found, len(found), page_bytes)
+    return {"messages": messages, "has_more": more}
+
+
 def idempotency(tool: str, args: BaseModel, ctx: CallContext) -> IdempotencyKey | None:
     """The key under which a mutating call's result is stored, tied to the exact arguments."""
     if not ctx.idempotency_key:
@@ -200,7 +218,7 @@ def claim_reply(store: Store, args: ClaimReply, key: IdempotencyKey | None) -> d
 
 
 def build_tools(store: Store, hashing: PasswordHashing | None = None,
-                index: VectorIndex | None = None) -> list[Tool]:
+                index: VectorIndex | None = None, page_bytes: int = DEFAULT_PAGE_BYTES) -> list[Tool]:
     """Bind every tool of SPEC §4 (and the participant, reply-claim and vector tools) to `store`, hashing
     passwords on `hashing`'s threads and searching vectors through `index`."""
     index = index or VectorIndex()
@@ -282,10 +300,10 @@ def build_tools(store: Store, hashing: PasswordHashing | None = None,
                 lambda a: store.search_messages(a.user_id, a.query, a.conversation_id, a.limit, a.offset, a.match)),
         reading("messages_around", "The messages next to each given one in its conversation (up to `distance` "
                 "places before and after), for context around search hits.", MessagesAround,
-                lambda a: {"messages": store.messages_around(a.user_id, a.message_ids, a.distance)}),
+                lambda a: around(store, a, page_bytes)),
         reading("search_similar", "The messages the user may read whose vectors are nearest a query vector "
                 "(cosine), best first.", SearchSimilar,
-                lambda a: index.search(store, a.user_id, a.model, a.vector, a.limit, a.conversation_id)),
+                lambda a: similar(store, index, a, page_bytes)),
         reading("claim_embedding_work", "Lease queued messages that need a vector: their ticket, id and content.",
                 ClaimEmbeddingWork,
                 lambda a: {"items": [item._asdict() for item in store.claim_embedding_work(a.limit, a.lease_seconds)]}),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from common.errors import InvalidArguments
+from memory_service.blocking import run_blocking
 
 if TYPE_CHECKING:
     from memory_service.store.interface import Store
@@ -82,6 +83,14 @@ class _Copy:
                      np.vstack([old, added]).astype(np.float32, copy=False))
 
 
+def _nearest(matrices: list[np.ndarray], query: np.ndarray, take: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's cosine with `query`, and the indexes of the best `take`, best first."""
+    joined = np.concatenate([matrix @ query for matrix in matrices])
+    take = min(len(joined), take)
+    best = np.argpartition(-joined, take - 1)[:take]
+    return joined, best[np.argsort(-joined[best], kind="stable")]
+
+
 class VectorIndex:
     """Exact cosine search over the vectors a user may read, with per-process copies of conversations'
     vectors kept up to `max_bytes` (least recently searched dropped first)."""
@@ -98,19 +107,14 @@ class VectorIndex:
         each with `score`, the cosine similarity."""
         query = unit(np.asarray(vector, dtype=np.float32))
         versions = store.vector_versions(user_id, model, conversation_id)
-        scores, ids = [], []
-        for conversation, (version, count) in versions.items():
-            copy = self._current(store, conversation, model, version, count, len(query))
-            if copy.ids:
-                scores.append(copy.matrix @ query)
-                ids += copy.ids
+        copies = [self._current(store, conversation, model, version, count, len(query))
+                  for conversation, (version, count) in versions.items()]
+        ids = [message_id for copy in copies for message_id in copy.ids]
         if not ids:
             return {"results": [], "count": 0, "model": model}
-        joined = np.concatenate(scores)
-        # A few more than asked, in case some are gone or no longer readable.
-        take = min(len(ids), limit + 8)
-        best = np.argpartition(-joined, take - 1)[:take]
-        best = best[np.argsort(-joined[best], kind="stable")]
+        # A few more than asked, in case some are gone or no longer readable. The products run on a
+        # thread (numpy lets go of the GIL), so the process's other requests go on meanwhile.
+        joined, best = run_blocking(_nearest, [copy.matrix for copy in copies if copy.ids], query, limit + 8)
         readable = {m["id"]: m for m in store.readable_messages(user_id, [ids[i] for i in best])}
         results = [{**readable[ids[i]], "score": round(float(joined[i]), 6)} for i in best if ids[i] in readable]
         return {"results": results[:limit], "count": min(limit, len(results)), "model": model}
@@ -133,9 +137,9 @@ class VectorIndex:
         if rows and all(len(row.vector) != dims * DTYPE.itemsize for row in rows):
             raise InvalidArguments(f"{model}'s vectors have {len(rows[0].vector) // DTYPE.itemsize} dimensions;"
                                    f" the query has {dims}")
-        updated = copy.merged(rows, version, dims)
+        updated = run_blocking(copy.merged, rows, version, dims)
         if len(updated.ids) != count and copy.ids:  # something older than the copy's seq went
-            updated = _Copy().merged(store.vectors_after(conversation, model, 0), version, dims)
+            updated = run_blocking(_Copy().merged, store.vectors_after(conversation, model, 0), version, dims)
         with self._lock:
             old = self._copies.pop(key, None)
             self._bytes += updated.nbytes - (old.nbytes if old else 0)

@@ -8,6 +8,7 @@ two never wait for, or take, the same rows.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from memory_service.store.postgresql.conversations import READABLE_CONVERSATION_IDS, load_conversation
@@ -15,6 +16,8 @@ from memory_service.store.postgresql.database import Connection, Database, one
 from memory_service.store.postgresql.messages import COLUMNS, message_from_row
 from memory_service.store.postgresql.users import require_user
 from memory_service.store.vectors import VectorRow, WorkItem
+
+BACKFILL_BATCH = 20_000
 
 _CLAIM = """
 WITH free AS (
@@ -69,11 +72,20 @@ def store_embeddings(db: Database, model: str, items: list[tuple[int, str, bytes
 
 
 def queue_missing_embeddings(db: Database, model: str) -> int:
-    """Queue every message that has no vector of `model` and is not queued yet; how many were queued."""
-    return db.write(lambda conn: conn.execute(
-        "INSERT INTO embedding_queue (message_id) SELECT m.id FROM messages m WHERE NOT EXISTS"
-        " (SELECT 1 FROM message_vectors v WHERE v.message_id = m.id AND v.model = %s)"
-        " ORDER BY m.seq_global ON CONFLICT (message_id) DO NOTHING", (model,)).rowcount, one_statement=True)
+    """Queue every message that has no vector of `model` and is not queued yet; how many were queued. In
+    transactions of BACKFILL_BATCH messages, so a large backfill never holds locks for long."""
+    last = int(db.read(lambda conn: one(conn.execute(
+        "SELECT COALESCE(max(seq_global), 0) AS last FROM messages"))["last"]))
+
+    def batch(conn: Connection, start: int) -> int:
+        return int(conn.execute(
+            "INSERT INTO embedding_queue (message_id) SELECT m.id FROM messages m"
+            " WHERE m.seq_global > %s AND m.seq_global <= %s AND NOT EXISTS"
+            " (SELECT 1 FROM message_vectors v WHERE v.message_id = m.id AND v.model = %s)"
+            " ORDER BY m.seq_global ON CONFLICT (message_id) DO NOTHING",
+            (start, start + BACKFILL_BATCH, model)).rowcount)
+
+    return sum(db.write(partial(batch, start=start), one_statement=True) for start in range(0, last, BACKFILL_BATCH))
 
 
 def embedding_backlog(db: Database) -> int:

@@ -20,6 +20,7 @@ from memory_service.store.values import MAX_LIMIT, clamp, encode_metadata, new_i
 
 ROLES = ("user", "assistant", "system")
 _COMPOUND = 400  # SELECTs in one UNION ALL, under SQLite's limit of 500
+_MANY_CONVERSATIONS = 100  # above this, a history page walks the global order instead
 _AFTER_LAST_ROWID = 2**63 - 1  # above any SQLite rowid, so the first history page starts at the newest
 
 
@@ -206,7 +207,14 @@ def iter_history(
         # merged: a page reads at most that many rows per conversation, however long the history is and
         # however many messages other users hold (sequence follows seq_global within a conversation).
         conversations = [row[0] for row in conn.execute(READABLE_CONVERSATION_IDS, {"user_id": user_id})]
-        newest: list[sqlite3.Row] = []
+        if len(conversations) > _MANY_CONVERSATIONS:  # one walk down the global order costs less then
+            newest = conn.execute(
+                f"SELECT * FROM messages WHERE conversation_id IN ({READABLE_CONVERSATION_IDS})"
+                " AND seq_global < :before ORDER BY seq_global DESC LIMIT :size",
+                {"user_id": user_id, "before": before, "size": size + 1}).fetchall()
+            rows = ({**message_from_row(row), "_seq": row["seq_global"]} for row in newest)
+            return take_within(rows, size, db.max_page_bytes)
+        newest = []
         for start in range(0, len(conversations), _COMPOUND):
             chunk = conversations[start:start + _COMPOUND]
             params: dict[str, Any] = {"before": before, "size": size + 1,

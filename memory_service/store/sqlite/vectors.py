@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from functools import partial
 from typing import Any
 
 from memory_service.store.sqlite.conversations import READABLE_CONVERSATION_IDS, load_conversation
@@ -18,6 +19,7 @@ from memory_service.store.sqlite.users import require_user
 from memory_service.store.vectors import VectorRow, WorkItem
 
 _MAX_VARIABLES = 500  # ids bound per statement, well under SQLite's limit
+BACKFILL_BATCH = 20_000
 
 
 def claim_embedding_work(db: Database, limit: int, lease_seconds: float) -> list[WorkItem]:
@@ -60,11 +62,18 @@ def store_embeddings(db: Database, model: str, items: list[tuple[int, str, bytes
 
 
 def queue_missing_embeddings(db: Database, model: str) -> int:
-    """Queue every message that has no vector of `model` and is not queued yet; how many were queued."""
-    return db.write(lambda conn: conn.execute(
-        "INSERT OR IGNORE INTO embedding_queue (message_id) SELECT m.id FROM messages m WHERE NOT EXISTS"
-        " (SELECT 1 FROM message_vectors v WHERE v.message_id = m.id AND v.model = ?) ORDER BY m.seq_global",
-        (model,)).rowcount)
+    """Queue every message that has no vector of `model` and is not queued yet; how many were queued. In
+    transactions of BACKFILL_BATCH messages, so a large backfill never holds other writes up for long."""
+    last = db.read(lambda conn: conn.execute("SELECT COALESCE(MAX(seq_global), 0) FROM messages").fetchone()[0])
+
+    def batch(conn: sqlite3.Connection, start: int) -> int:
+        return conn.execute(
+            "INSERT OR IGNORE INTO embedding_queue (message_id) SELECT m.id FROM messages m"
+            " WHERE m.seq_global > ? AND m.seq_global <= ? AND NOT EXISTS"
+            " (SELECT 1 FROM message_vectors v WHERE v.message_id = m.id AND v.model = ?) ORDER BY m.seq_global",
+            (start, start + BACKFILL_BATCH, model)).rowcount
+
+    return sum(db.write(partial(batch, start=start)) for start in range(0, last, BACKFILL_BATCH))
 
 
 def embedding_backlog(db: Database) -> int:
