@@ -207,6 +207,10 @@ window.addEventListener("hashchange", () => {
 window.addEventListener("online", () => chat.idleConnection());
 window.addEventListener("offline", () => chat.idleConnection());
 
+// The sign-in buttons are disabled in the HTML until this script has wired the form: without it, the form
+// must not be sent natively (it is method="post" to `/`, which answers 405, and its inputs have no names).
+ui.login.disabled = ui.register.disabled = false;
+
 session = loadSession();
 if (session) {
   enterChat();

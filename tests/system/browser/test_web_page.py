@@ -277,6 +277,11 @@ UNLABELLED = """() => [...document.querySelectorAll("button, input, textarea, se
 
 def test_log_out_and_in_labelled_controls_offline_and_one_column_on_a_narrow_screen(browser, page_url):
     with opened_page(browser, page_url) as page:
+        # Without its script the sign-in form cannot leak the password into a URL: POST, no named inputs, and
+        # its buttons disabled until the script has wired it.
+        assert page.locator("#auth-form").evaluate("form => form.method") == "post"
+        assert page.locator("#auth-form [name]").count() == 0
+        expect(page.get_by_test_id("login")).to_be_enabled()
         assert page.evaluate(UNLABELLED) == []
         email = register(page, "nia")
         start_conversation(page)
