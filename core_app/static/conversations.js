@@ -11,9 +11,18 @@ const DEFAULT_WORKSPACE = "Home";
 const TOPIC_CHARS = 60;
 const HASH = "#conversation=";
 
-/** The conversation id in the address, or null. */
+const CATCH_UP_FIRST_DELAY_MS = 1_000;
+const CATCH_UP_MAX_DELAY_MS = 30_000;
+
+/** The conversation id in the address, or null (a malformed address is forgotten). */
 export function conversationInAddress() {
-  return location.hash.startsWith(HASH) ? decodeURIComponent(location.hash.slice(HASH.length)) : null;
+  if (!location.hash.startsWith(HASH)) return null;
+  try {
+    return decodeURIComponent(location.hash.slice(HASH.length)) || null;
+  } catch {
+    forgetAddress(); // `#conversation=%`: no id to open
+    return null;
+  }
 }
 
 export function forgetAddress() {
@@ -52,9 +61,10 @@ export class Conversations {
     this.ui.connectionState.dataset.state = state;
   }
 
-  /** With no stream to follow, the state is the browser's. */
+  /** With no stream to follow, the state is the browser's; a conversation whose stream ended is offline. */
   idleConnection() {
-    if (!this.current?.stream) this.showConnection(navigator.onLine ? "connected" : "offline");
+    if (this.current?.stream) return;
+    this.showConnection(navigator.onLine && !this.current?.ended ? "connected" : "offline");
   }
 
   entry(id) {
@@ -99,6 +109,7 @@ export class Conversations {
 
   close() {
     this.current?.stream?.stop();
+    clearTimeout(this.current?.catchUpTimer);
     this.current = null;
     this.transcript.reset();
     this.ui.analysis.hidden = true;
@@ -142,10 +153,10 @@ export class Conversations {
       lastEventId: lastEventId(id),
       onEvent: (type, data) => mine() && this.streamEvent(type, data),
       onState: (state) => mine() && this.showConnection(state),
-      onConnected: () => this.catchUp(opened).catch(() => {}),
+      onConnected: () => this.keepCatchingUp(opened),
       onReplayLost: () => {
         this.transcript.markInterrupted();
-        this.catchUp(opened).catch(() => {});
+        this.keepCatchingUp(opened);
       },
       onPosition: (eventId) => rememberEventId(id, eventId),
       onEnded: (code, message) => mine() && this.streamEnded(opened, code, message),
@@ -170,6 +181,18 @@ export class Conversations {
     }
   }
 
+  /** Catch up, retried with a back-off until it succeeds (or the conversation is closed): a failed history read
+   * would otherwise leave a gap the stream never fills. */
+  keepCatchingUp(opened, delay = CATCH_UP_FIRST_DELAY_MS) {
+    clearTimeout(opened.catchUpTimer);
+    opened.catchUpTimer = null;
+    this.catchUp(opened).catch(() => {
+      if (this.current !== opened || !this.page.signedIn()) return;
+      const next = Math.min(delay * 2, CATCH_UP_MAX_DELAY_MS);
+      opened.catchUpTimer = setTimeout(() => this.keepCatchingUp(opened, next), delay / 2 + Math.random() * (delay / 2));
+    });
+  }
+
   streamEvent(type, data) {
     const { transcript } = this;
     if (type === "message") transcript.addMessage(data);
@@ -186,6 +209,7 @@ export class Conversations {
       return;
     }
     opened.stream = null;
+    opened.ended = true;
     this.idleConnection();
     this.page.banner(`The live updates of this conversation stopped: ${message}`);
   }

@@ -44,6 +44,15 @@ export function lastEventId(conversationId) {
   return read(LAST_EVENT + conversationId);
 }
 
+/** Remember the last event id seen in a conversation; null forgets it. */
 export function rememberEventId(conversationId, id) {
-  write(LAST_EVENT + conversationId, id);
+  if (id !== null) {
+    write(LAST_EVENT + conversationId, id);
+    return;
+  }
+  try {
+    sessionStorage.removeItem(LAST_EVENT + conversationId);
+  } catch {
+    // Storage refused: nothing was kept either.
+  }
 }
