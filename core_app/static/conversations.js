@@ -45,10 +45,12 @@ export class Conversations {
     this.current = null; // the open one: {id, conversation, stream, synced, named}
     this.draft = null; // {conversationId, content, key}: a message not yet accepted, resent with the same key
     this.sending = false;
+    this.generation = 0; // bumped on every reset: an answer to a request made before it is not shown
   }
 
   /** Forget everything (logging out). */
   reset() {
+    this.generation += 1;
     this.close();
     this.workspaces = [];
     this.entries = [];
@@ -83,9 +85,12 @@ export class Conversations {
   }
 
   async refresh() {
-    this.workspaces = await this.api.workspaces();
-    const lists = await Promise.all(this.workspaces.map(async (workspace) =>
+    const generation = this.generation;
+    const workspaces = await this.api.workspaces();
+    const lists = await Promise.all(workspaces.map(async (workspace) =>
       (await this.api.conversations(workspace.id)).map((conversation) => ({ conversation, workspace }))));
+    if (generation !== this.generation) return;
+    this.workspaces = workspaces;
     this.entries = lists.flat()
       .sort((a, b) => b.conversation.created_at.localeCompare(a.conversation.created_at));
     this.renderList();
@@ -95,13 +100,16 @@ export class Conversations {
   async workspaceForNew() {
     const open = this.current && this.entry(this.current.id);
     if (open) return open.workspace;
-    if (this.workspaces.length === 0) this.workspaces = [await this.api.createWorkspace(DEFAULT_WORKSPACE)];
+    if (this.workspaces.length === 0) return this.api.createWorkspace(DEFAULT_WORKSPACE);
     return this.workspaces[0];
   }
 
   async create() {
+    const generation = this.generation;
     const workspace = await this.workspaceForNew();
     const conversation = await this.api.createConversation(workspace.id, DEFAULT_TOPIC);
+    if (generation !== this.generation) return;
+    if (!this.workspaces.includes(workspace)) this.workspaces.unshift(workspace);
     this.entries.unshift({ conversation, workspace });
     this.renderList();
     await this.open(conversation.id);
@@ -216,7 +224,9 @@ export class Conversations {
 
   async rename(topic) {
     const opened = this.current;
+    const generation = this.generation;
     const conversation = await this.api.renameConversation(opened.id, topic);
+    if (generation !== this.generation) return;
     opened.conversation = conversation;
     const entry = this.entry(opened.id);
     if (entry) entry.conversation = conversation;

@@ -288,9 +288,11 @@ def test_log_out_and_in_labelled_controls_offline_and_one_column_on_a_narrow_scr
         send(page, "Before logging out")
         wait_replies(page, 1)
         assert page.evaluate(UNLABELLED) == []
+        page.get_by_test_id("search-input").fill("nothing to leave behind")
         page.get_by_test_id("logout").click()
         expect(page.get_by_test_id("transcript")).to_be_hidden()
         assert page.evaluate("sessionStorage.length") == 0
+        expect(page.get_by_test_id("search-input")).to_have_value("")  # nothing of this user is left
         page.get_by_test_id("email").fill(email)
         page.get_by_test_id("password").fill("not the password")
         page.get_by_test_id("login").click()
