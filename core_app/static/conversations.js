@@ -130,7 +130,7 @@ export class Conversations {
   }
 
   async open(id) {
-    if (this.current?.id === id) return;
+    if (this.current?.id === id && !this.current.ended) return; // an ended stream is retried by opening again
     this.close();
     const opened = { id, conversation: this.entry(id)?.conversation ?? null, stream: null, synced: 0 };
     this.current = opened;

@@ -1,6 +1,7 @@
 // Where the page keeps what must survive a reload of this tab: the access token and the last stream event id
 // seen per conversation. sessionStorage, not localStorage: it lasts as long as the tab, is not shared with
-// other tabs, and is gone when the tab closes (docs/WEB.md, "Where the token lives").
+// other tabs, and normally ends with the tab, though a browser may restore it with a reopened tab or session
+// (docs/WEB.md, "Where the token lives").
 
 const SESSION = "cortex.session";
 const LAST_EVENT = "cortex.last-event.";
