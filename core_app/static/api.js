@@ -56,7 +56,9 @@ export class Api {
       const retryAfter = Number(response.headers.get("Retry-After")) || null;
       const failure = new ApiError(response.status, error.code ?? `http_${response.status}`,
         error.message ?? `The server answered ${response.status}.`, error.details ?? {}, retryAfter);
-      if (response.status === 401 && token) this.onSessionEnded(failure);
+      // Only a refusal of the token still in use ends the session: a request started before a logout must
+      // not log out whoever signed in since.
+      if (response.status === 401 && token && token === this.token()) this.onSessionEnded(failure);
       throw failure;
     }
     return data;

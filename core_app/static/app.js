@@ -69,6 +69,7 @@ async function signIn(registering) {
 }
 
 async function enterChat() {
+  const generation = chat.generation;
   showBanner("");
   ui.authView.hidden = true;
   ui.chatView.hidden = false;
@@ -86,8 +87,9 @@ async function enterChat() {
   } catch (error) {
     if (session) showBanner(`Your conversations could not be loaded: ${describe(error)}`);
   }
-  if (!session) return;
+  if (generation !== chat.generation) return; // logged out meanwhile
   if (wanted) await chat.open(wanted);
+  if (generation !== chat.generation) return;
   (chat.current ? ui.messageInput : ui.newConversation).focus();
 }
 
@@ -97,7 +99,10 @@ function endSession(message) {
   clearSession();
   clearTimeout(expiry);
   ui.searchResults.replaceChildren();
+  ui.searchInput.value = "";
   ui.messageInput.value = "";
+  ui.renameInput.value = "";
+  ui.analysis.replaceChildren();
   forgetAddress();
   ui.chatView.hidden = true;
   ui.logout.hidden = true;
@@ -115,13 +120,15 @@ async function search() {
     ui.searchResults.replaceChildren();
     return;
   }
+  const generation = chat.generation;
   showSearching(ui.searchResults);
   try {
     const answer = await api.search(query);
+    if (generation !== chat.generation) return;
     renderSearchResults(ui.searchResults, answer.results, session.user.id,
       (id) => chat.open(id).then(() => ui.messageInput.focus()));
   } catch (error) {
-    if (session) showSearchProblem(ui.searchResults, describe(error));
+    if (generation === chat.generation) showSearchProblem(ui.searchResults, describe(error));
   }
 }
 
@@ -131,7 +138,9 @@ function toggleAnalyses() {
   ui.analyze.setAttribute("aria-expanded", String(opening));
   if (!opening || !chat.current) return;
   const id = chat.current.id;
-  showAnalyses(api, id, ui.analysis, () => chat.current?.id === id && !ui.analysis.hidden);
+  const generation = chat.generation;
+  showAnalyses(api, id, ui.analysis,
+    () => generation === chat.generation && chat.current?.id === id && !ui.analysis.hidden);
 }
 
 function startRename() {
@@ -206,6 +215,10 @@ window.addEventListener("hashchange", () => {
 });
 window.addEventListener("online", () => chat.idleConnection());
 window.addEventListener("offline", () => chat.idleConnection());
+
+// The sign-in buttons are disabled in the HTML until this script has wired the form: without it, the form
+// must not be sent natively (it is method="post" to `/`, which answers 405, and its inputs have no names).
+ui.login.disabled = ui.register.disabled = false;
 
 session = loadSession();
 if (session) {

@@ -11,9 +11,18 @@ const DEFAULT_WORKSPACE = "Home";
 const TOPIC_CHARS = 60;
 const HASH = "#conversation=";
 
-/** The conversation id in the address, or null. */
+const CATCH_UP_FIRST_DELAY_MS = 1_000;
+const CATCH_UP_MAX_DELAY_MS = 30_000;
+
+/** The conversation id in the address, or null (a malformed address is forgotten). */
 export function conversationInAddress() {
-  return location.hash.startsWith(HASH) ? decodeURIComponent(location.hash.slice(HASH.length)) : null;
+  if (!location.hash.startsWith(HASH)) return null;
+  try {
+    return decodeURIComponent(location.hash.slice(HASH.length)) || null;
+  } catch {
+    forgetAddress(); // `#conversation=%`: no id to open
+    return null;
+  }
 }
 
 export function forgetAddress() {
@@ -36,10 +45,12 @@ export class Conversations {
     this.current = null; // the open one: {id, conversation, stream, synced, named}
     this.draft = null; // {conversationId, content, key}: a message not yet accepted, resent with the same key
     this.sending = false;
+    this.generation = 0; // bumped on every reset: an answer to a request made before it is not shown
   }
 
   /** Forget everything (logging out). */
   reset() {
+    this.generation += 1;
     this.close();
     this.workspaces = [];
     this.entries = [];
@@ -52,9 +63,10 @@ export class Conversations {
     this.ui.connectionState.dataset.state = state;
   }
 
-  /** With no stream to follow, the state is the browser's. */
+  /** With no stream to follow, the state is the browser's; a conversation whose stream ended is offline. */
   idleConnection() {
-    if (!this.current?.stream) this.showConnection(navigator.onLine ? "connected" : "offline");
+    if (this.current?.stream) return;
+    this.showConnection(navigator.onLine && !this.current?.ended ? "connected" : "offline");
   }
 
   entry(id) {
@@ -73,9 +85,12 @@ export class Conversations {
   }
 
   async refresh() {
-    this.workspaces = await this.api.workspaces();
-    const lists = await Promise.all(this.workspaces.map(async (workspace) =>
+    const generation = this.generation;
+    const workspaces = await this.api.workspaces();
+    const lists = await Promise.all(workspaces.map(async (workspace) =>
       (await this.api.conversations(workspace.id)).map((conversation) => ({ conversation, workspace }))));
+    if (generation !== this.generation) return;
+    this.workspaces = workspaces;
     this.entries = lists.flat()
       .sort((a, b) => b.conversation.created_at.localeCompare(a.conversation.created_at));
     this.renderList();
@@ -85,13 +100,16 @@ export class Conversations {
   async workspaceForNew() {
     const open = this.current && this.entry(this.current.id);
     if (open) return open.workspace;
-    if (this.workspaces.length === 0) this.workspaces = [await this.api.createWorkspace(DEFAULT_WORKSPACE)];
+    if (this.workspaces.length === 0) return this.api.createWorkspace(DEFAULT_WORKSPACE);
     return this.workspaces[0];
   }
 
   async create() {
+    const generation = this.generation;
     const workspace = await this.workspaceForNew();
     const conversation = await this.api.createConversation(workspace.id, DEFAULT_TOPIC);
+    if (generation !== this.generation) return;
+    if (!this.workspaces.includes(workspace)) this.workspaces.unshift(workspace);
     this.entries.unshift({ conversation, workspace });
     this.renderList();
     await this.open(conversation.id);
@@ -99,6 +117,7 @@ export class Conversations {
 
   close() {
     this.current?.stream?.stop();
+    clearTimeout(this.current?.catchUpTimer);
     this.current = null;
     this.transcript.reset();
     this.ui.analysis.hidden = true;
@@ -111,7 +130,7 @@ export class Conversations {
   }
 
   async open(id) {
-    if (this.current?.id === id) return;
+    if (this.current?.id === id && !this.current.ended) return; // an ended stream is retried by opening again
     this.close();
     const opened = { id, conversation: this.entry(id)?.conversation ?? null, stream: null, synced: 0 };
     this.current = opened;
@@ -142,10 +161,10 @@ export class Conversations {
       lastEventId: lastEventId(id),
       onEvent: (type, data) => mine() && this.streamEvent(type, data),
       onState: (state) => mine() && this.showConnection(state),
-      onConnected: () => this.catchUp(opened).catch(() => {}),
+      onConnected: () => this.keepCatchingUp(opened),
       onReplayLost: () => {
         this.transcript.markInterrupted();
-        this.catchUp(opened).catch(() => {});
+        this.keepCatchingUp(opened);
       },
       onPosition: (eventId) => rememberEventId(id, eventId),
       onEnded: (code, message) => mine() && this.streamEnded(opened, code, message),
@@ -170,6 +189,18 @@ export class Conversations {
     }
   }
 
+  /** Catch up, retried with a back-off until it succeeds (or the conversation is closed): a failed history read
+   * would otherwise leave a gap the stream never fills. */
+  keepCatchingUp(opened, delay = CATCH_UP_FIRST_DELAY_MS) {
+    clearTimeout(opened.catchUpTimer);
+    opened.catchUpTimer = null;
+    this.catchUp(opened).catch(() => {
+      if (this.current !== opened || !this.page.signedIn()) return;
+      const next = Math.min(delay * 2, CATCH_UP_MAX_DELAY_MS);
+      opened.catchUpTimer = setTimeout(() => this.keepCatchingUp(opened, next), delay / 2 + Math.random() * (delay / 2));
+    });
+  }
+
   streamEvent(type, data) {
     const { transcript } = this;
     if (type === "message") transcript.addMessage(data);
@@ -186,13 +217,16 @@ export class Conversations {
       return;
     }
     opened.stream = null;
+    opened.ended = true;
     this.idleConnection();
     this.page.banner(`The live updates of this conversation stopped: ${message}`);
   }
 
   async rename(topic) {
     const opened = this.current;
+    const generation = this.generation;
     const conversation = await this.api.renameConversation(opened.id, topic);
+    if (generation !== this.generation) return;
     opened.conversation = conversation;
     const entry = this.entry(opened.id);
     if (entry) entry.conversation = conversation;

@@ -1,6 +1,7 @@
 // Where the page keeps what must survive a reload of this tab: the access token and the last stream event id
 // seen per conversation. sessionStorage, not localStorage: it lasts as long as the tab, is not shared with
-// other tabs, and is gone when the tab closes (docs/WEB.md, "Where the token lives").
+// other tabs, and normally ends with the tab, though a browser may restore it with a reopened tab or session
+// (docs/WEB.md, "Where the token lives").
 
 const SESSION = "cortex.session";
 const LAST_EVENT = "cortex.last-event.";
@@ -44,6 +45,15 @@ export function lastEventId(conversationId) {
   return read(LAST_EVENT + conversationId);
 }
 
+/** Remember the last event id seen in a conversation; null forgets it. */
 export function rememberEventId(conversationId, id) {
-  write(LAST_EVENT + conversationId, id);
+  if (id !== null) {
+    write(LAST_EVENT + conversationId, id);
+    return;
+  }
+  try {
+    sessionStorage.removeItem(LAST_EVENT + conversationId);
+  } catch {
+    // Storage refused: nothing was kept either.
+  }
 }

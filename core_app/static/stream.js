@@ -5,6 +5,12 @@
 // closes it here, and the page opens a new one after a back-off (0.5 s doubling to 10 s, with jitter), with a
 // fresh ticket and the last event id seen: the server replays what was missed, exactly once.
 //
+// The back-off starts over only once a stream has proved itself: it stayed up STABLE_MS, or delivered an event
+// after `connected`. A stream that drops right after connecting is reopened no sooner than the server's
+// `retry:` (3 s), and keeps backing off. A stream that keeps failing before `connected` while its ticket is
+// granted (say the server cannot parse the last event id: 400) forgets that id after two such failures in a
+// row; the history read after `connected` covers what the replay would have.
+//
 // Cortex's own `event: error` and the browser's connection errors arrive on the same "error" listener; the
 // first is a MessageEvent with data, the second a bare Event.
 
@@ -12,6 +18,9 @@ const EVENT_TYPES = ["connected", "message", "response.started", "response.delta
   "warning", "error"];
 const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 10_000;
+const SERVER_RETRY_MS = 3_000; // the stream's `retry: 3000`
+const STABLE_MS = 10_000;
+const FAILURES_BEFORE_FORGETTING_ID = 2;
 // Stream errors after which reconnecting cannot help: the reader must sign in again or has lost access.
 const FINAL = new Set(["token_expired", "unauthorized", "forbidden"]);
 
@@ -25,7 +34,7 @@ export class ConversationStream {
    * @param {(state: string) => void} options.onState "connected" | "reconnecting" | "offline"
    * @param {() => void} options.onConnected every (re)connection, before any replayed event
    * @param {() => void} options.onReplayLost the server could not replay from our id: reload the history
-   * @param {(id: string) => void} options.onPosition the id of the last event handled
+   * @param {(id: string|null) => void} options.onPosition the id of the last event handled (null: forgotten)
    * @param {(code: string, message: string) => void} options.onEnded the stream ended for good
    */
   constructor(options) {
@@ -33,6 +42,9 @@ export class ConversationStream {
     this.source = null;
     this.timer = null;
     this.failures = 0;
+    this.refusals = 0; // streams in a row that failed before `connected` although their ticket was granted
+    this.live = false; // the current source has said `connected`
+    this.stable = null; // timer: the current source has stayed up long enough to start the back-off over
     this.attempt = 0; // bumped on every open/close, so a stale async step knows it is stale
     this.finished = false;
     this.wentOnline = () => this.reconnectNow();
@@ -55,7 +67,9 @@ export class ConversationStream {
   close() {
     this.attempt += 1;
     clearTimeout(this.timer);
-    this.timer = null;
+    clearTimeout(this.stable);
+    this.timer = this.stable = null;
+    this.live = false;
     if (this.source) this.source.close();
     this.source = null;
   }
@@ -105,8 +119,7 @@ export class ConversationStream {
   receive(source, type, event) {
     if (source !== this.source) return; // a late event of a source already given up
     if (type === "error" && !(event instanceof MessageEvent)) {
-      this.close();
-      this.retry(null);
+      this.dropped();
       return;
     }
     let data;
@@ -116,7 +129,10 @@ export class ConversationStream {
       return; // not ours to show
     }
     if (type === "connected") {
-      this.failures = 0;
+      this.live = true;
+      this.refusals = 0;
+      clearTimeout(this.stable);
+      this.stable = setTimeout(() => { this.failures = 0; }, STABLE_MS);
       this.onState("connected");
       this.onConnected();
     } else if (type === "error" && !data.response_id) {
@@ -124,11 +140,28 @@ export class ConversationStream {
     } else {
       this.onEvent(type, data);
     }
+    if (type !== "connected" && this.live) this.failures = 0; // it carried an event: the stream works
     // Recorded only once handled: a reconnect resumes after the last event the page has shown.
     if (event.lastEventId && this.source === source) {
       this.lastEventId = event.lastEventId;
       this.onPosition(event.lastEventId);
     }
+  }
+
+  /** The browser lost (or was refused) the current stream. */
+  dropped() {
+    const wasLive = this.live;
+    this.close();
+    if (wasLive) {
+      this.retry(SERVER_RETRY_MS / 1000);
+      return;
+    }
+    this.refusals += 1;
+    if (this.refusals >= FAILURES_BEFORE_FORGETTING_ID && this.lastEventId) {
+      this.lastEventId = null;
+      this.onPosition(null);
+    }
+    this.retry(null);
   }
 
   streamError(data) {

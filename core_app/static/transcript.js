@@ -65,8 +65,9 @@ export class Transcript {
     element.querySelector("time").textContent = clock(message.created_at);
     element.querySelector("time").dateTime = message.created_at ?? "";
     this.byId.set(message.id, element);
+    const newest = message.sequence > this.lastSequence;
     this.lastSequence = Math.max(this.lastSequence, message.sequence);
-    this.place(element, message.sequence);
+    this.place(element, message.sequence, newest);
     return element;
   }
 
@@ -134,8 +135,13 @@ export class Transcript {
     return item;
   }
 
-  /** Put a stored message in sequence order, above any reply still streaming. */
-  place(element, sequence) {
+  /** Put a stored message in sequence order, above any reply still streaming. The usual case, the newest
+   * message with no reply streaming, is an append: a long history loads in linear time. */
+  place(element, sequence, newest) {
+    if (newest && this.replies.size === 0) {
+      if (element !== this.list.lastElementChild) this.stick(() => this.list.append(element));
+      return;
+    }
     const after = [...this.list.children].find((other) => other !== element
       && (other.dataset.streaming === "true" || Number(other.dataset.sequence) > sequence));
     if (element.nextElementSibling === (after ?? null) && element.parentElement === this.list) return;

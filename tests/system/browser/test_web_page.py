@@ -277,15 +277,22 @@ UNLABELLED = """() => [...document.querySelectorAll("button, input, textarea, se
 
 def test_log_out_and_in_labelled_controls_offline_and_one_column_on_a_narrow_screen(browser, page_url):
     with opened_page(browser, page_url) as page:
+        # Without its script the sign-in form cannot leak the password into a URL: POST, no named inputs, and
+        # its buttons disabled until the script has wired it.
+        assert page.locator("#auth-form").evaluate("form => form.method") == "post"
+        assert page.locator("#auth-form [name]").count() == 0
+        expect(page.get_by_test_id("login")).to_be_enabled()
         assert page.evaluate(UNLABELLED) == []
         email = register(page, "nia")
         start_conversation(page)
         send(page, "Before logging out")
         wait_replies(page, 1)
         assert page.evaluate(UNLABELLED) == []
+        page.get_by_test_id("search-input").fill("nothing to leave behind")
         page.get_by_test_id("logout").click()
         expect(page.get_by_test_id("transcript")).to_be_hidden()
         assert page.evaluate("sessionStorage.length") == 0
+        expect(page.get_by_test_id("search-input")).to_have_value("")  # nothing of this user is left
         page.get_by_test_id("email").fill(email)
         page.get_by_test_id("password").fill("not the password")
         page.get_by_test_id("login").click()
@@ -375,3 +382,31 @@ def test_reply_errors_and_warnings_show_in_the_transcript_and_a_503_on_reconnect
         expect(state).to_have_text("connected", timeout=30_000)
         wait_until(lambda: requests.get(f"{stack.core.url}/health", timeout=2).json()["status"] == "healthy", 15,
                    message="the Core to see every dependency again")
+
+
+def test_a_bad_address_a_bogus_event_id_and_a_stream_gone_for_good(browser, page_url):
+    with opened_page(browser, page_url) as page:
+        register(page, "gus")
+        start_conversation(page)
+        conversation = page.evaluate("decodeURIComponent(location.hash.split('=')[1])")
+        state = page.get_by_test_id("connection-state")
+        # A last event id the server cannot parse (400, before `connected`) is forgotten after two failures.
+        key = f"cortex.last-event.{conversation}"
+        page.evaluate("([key]) => sessionStorage.setItem(key, JSON.stringify('bogus'))", [key])
+        page.reload()
+        expect(state).to_have_text("connected", timeout=WAIT_MS)
+        assert page.evaluate("([key]) => sessionStorage.getItem(key)", [key]) != '"bogus"'
+        # The ticket refused for good (404): the stream has ended, so the state is offline, not connected.
+        page.route("**/stream-ticket", lambda route: route.fulfill(
+            status=404, content_type="application/json",
+            body='{"error": {"code": "not_found", "message": "Conversation not found."}}'))
+        page.reload()
+        expect(state).to_have_text("offline", timeout=WAIT_MS)
+        expect(page.locator("#banner")).to_contain_text("stopped", timeout=WAIT_MS)
+        page.unroute("**/stream-ticket")
+        # A malformed address (`%` alone) opens nothing, breaks nothing, and is forgotten.
+        page.goto(f"{page_url}#conversation=%")
+        page.reload()
+        expect(page.get_by_test_id("logout")).to_be_visible(timeout=WAIT_MS)
+        expect(state).to_have_text("connected", timeout=WAIT_MS)
+        expect(page).to_have_url(page_url, timeout=WAIT_MS)
