@@ -8,7 +8,7 @@ import pytest
 from cognition_service.app import create_app as create_cognition
 from common.config import ConfigError
 from common.errors import InvalidArguments, NotFound
-from common.mcp import DEFAULT_ALLOWED_ORIGINS, parse_allowed_origins
+from common.mcp import DEFAULT_ALLOWED_ORIGINS, AllowedOrigins, parse_allowed_origins
 from common.mcp.eras import decode_header_value, http_status
 from common.mcp.jsonrpc import RpcError
 from common.mcp.origins import origin_allowed
@@ -31,9 +31,14 @@ def test_default_origins_are_loopback_pages_only(origin, allowed):
 
 
 def test_origin_setting_is_normalised():
-    assert parse_allowed_origins(" HTTPS://App.Example.com/ , http://localhost:* ,") == (
-        "https://app.example.com", "http://localhost:*")
-    assert parse_allowed_origins("") == parse_allowed_origins(DEFAULT_ALLOWED_ORIGINS)
+    assert parse_allowed_origins(" HTTPS://App.Example.com/ , http://localhost:* ,") == AllowedOrigins(
+        ("https://app.example.com", "http://localhost:*"), explicit=True)
+
+
+@pytest.mark.parametrize("setting", [None, "", " ", ",", " , "])
+def test_without_a_setting_the_default_applies_and_is_not_explicit(setting):
+    assert parse_allowed_origins(setting) == AllowedOrigins(DEFAULT.entries, explicit=False)
+    assert parse_allowed_origins(DEFAULT_ALLOWED_ORIGINS) == AllowedOrigins(DEFAULT.entries, explicit=True)
 
 
 @pytest.mark.parametrize("setting", ["localhost", "ftp://files.example", "https://app.example.com/path",
