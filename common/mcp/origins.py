@@ -9,13 +9,15 @@ Only entries the operator set get CORS answers (`cors_patterns`): a page on an o
 read what `/mcp` answers. The default gets none, so a page on some localhost port cannot use `/mcp` from
 a browser unless someone chose to let it.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from common.config import ConfigError
-from common.server.cors import canonical_origin
+from common.server.cors import NonCanonicalAddress, canonical_origin
 
 SETTING = "MCP_ALLOWED_ORIGINS"
 # Loopback pages only: a page on another site that points a rebound DNS name at this port is refused.
@@ -26,29 +28,40 @@ def _normalise(origin: str) -> str:
     return origin.strip().lower().rstrip("/")
 
 
-def _valid(entry: str) -> bool:
-    return canonical_origin(entry[:-2] if entry.endswith(":*") else entry) is not None
+def _canonical_entry(entry: str) -> str:
+    """An entry as browsers write origins (`canonical_origin`; for `scheme://host:*`, its scheme and host);
+    a malformed one stops the service at start."""
+    text = entry.strip()
+    if text == "*":
+        return text
+    any_port = text.endswith(":*")
+    base = text[:-2] if any_port else text
+    try:
+        origin = canonical_origin(base)
+    except NonCanonicalAddress as exc:
+        raise ConfigError(SETTING, f"{exc}, got {text!r}") from None
+    if origin is None or (any_port and urlsplit(base).port is not None):
+        raise ConfigError(SETTING, f"entries must be '*', scheme://host[:port] or scheme://host:*, "
+                                   f"got {_normalise(text)!r}")
+    return origin + (":*" if any_port else "")
 
 
 @dataclass(frozen=True)
 class AllowedOrigins:
-    """MCP_ALLOWED_ORIGINS as normalised entries, and whether the operator set them (else the default)."""
+    """MCP_ALLOWED_ORIGINS as canonical entries, and whether the operator set them (else the default)."""
 
     entries: tuple[str, ...]
     explicit: bool
 
 
 def parse_allowed_origins(raw: str | None) -> AllowedOrigins:
-    """The comma-separated setting as normalised entries (the default when empty); a malformed entry stops
-    the service at start."""
+    """The comma-separated setting as entries written as browsers write origins (the default when empty); a
+    malformed entry stops the service at start."""
     setting = raw or ""
     explicit = any(entry.strip() for entry in setting.split(","))
-    entries = tuple(_normalise(entry) for entry in (setting if explicit else DEFAULT_ALLOWED_ORIGINS).split(",")
-                    if entry.strip())
-    for entry in entries:
-        if entry != "*" and not _valid(entry):
-            raise ConfigError(SETTING, f"entries must be '*', scheme://host[:port] or scheme://host:*, got {entry!r}")
-    return AllowedOrigins(entries, explicit)
+    entries = (_canonical_entry(entry) for entry in (setting if explicit else DEFAULT_ALLOWED_ORIGINS).split(",")
+               if entry.strip())
+    return AllowedOrigins(tuple(dict.fromkeys(entries)), explicit)
 
 
 def origin_allowed(origin: str | None, allowed: AllowedOrigins) -> bool:

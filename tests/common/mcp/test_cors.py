@@ -94,6 +94,15 @@ def test_an_empty_setting_is_the_default_with_no_cors_answers(setting):
     assert response.status_code == 200 and cors_headers(response) == {}
 
 
+@pytest.mark.parametrize(("setting", "origin"), [
+    ("https://app.example.com:443", "https://app.example.com"),
+    ("http://[0:0::1]:*", "http://[::1]:8080"),
+])
+def test_an_entry_in_another_form_answers_the_origin_browsers_send(setting, origin):
+    response = post(make_app(origins=setting).test_client(), HELLO, {"Origin": origin})
+    assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == origin
+
+
 def test_the_default_list_set_explicitly_gets_cors_answers():
     response = post(make_app(origins=DEFAULT_ALLOWED_ORIGINS).test_client(), HELLO, {"Origin": PAGE})
     assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == PAGE
