@@ -9,7 +9,7 @@ from typing import Any
 from cognition_service.analysis import AnalysisLimits
 from common.client import ClientSettings
 from common.config import ConfigError, Env
-from common.mcp import parse_allowed_origins
+from common.mcp import AllowedOrigins, parse_allowed_origins
 from common.server.auth import allowed_hosts_setting, service_token_setting
 
 DEFAULT_MEMORY_SERVICE_URL = "http://localhost:9000"
@@ -27,7 +27,7 @@ class CognitionConfig:
     log_level: str
     max_body_bytes: int
     client: ClientSettings
-    mcp_allowed_origins: tuple[str, ...]
+    mcp_allowed_origins: AllowedOrigins
     analysis_limits: AnalysisLimits
     analysis_threads: int
     embeddings: str

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.config import Env
-from common.mcp import parse_allowed_origins
+from common.mcp import AllowedOrigins, parse_allowed_origins
 from common.models import DEFAULT_MAX_METADATA_BYTES
 from common.server.auth import allowed_hosts_setting, service_token_setting
 from memory_service.store import DatabaseLocation, parse_database_url
@@ -28,7 +28,7 @@ class MemoryConfig:
     db_pool_size: int
     db_pool_timeout: int
     sqlite_synchronous: str
-    mcp_allowed_origins: tuple[str, ...]
+    mcp_allowed_origins: AllowedOrigins
     max_conversation_participants: int
     max_pending_invitations: int
     idempotency_ttl_seconds: int

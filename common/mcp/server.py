@@ -2,10 +2,11 @@
 stateless, serving the handshake-era revisions and the stateless 2026-07-28 revision on one endpoint.
 
 The blueprint only speaks HTTP: it checks Origin, the service token, content negotiation and the
-JSON-RPC envelope, answers browsers on the allowed origins with CORS headers (Flask-CORS), routes each
-message to its era (`common.mcp.eras`) and renders what `common.mcp.methods.McpServer` answers. Every
-answer is one JSON body; no session id is ever issued, so any worker serves any request, and
-`GET`/`DELETE` (the session stream and session end) are 405.
+JSON-RPC envelope, answers browsers on the origins the operator set in MCP_ALLOWED_ORIGINS with CORS
+headers (Flask-CORS; none for the default), routes each message to its era (`common.mcp.eras`) and
+renders what `common.mcp.methods.McpServer` answers. Every answer is one JSON body; no session id is
+ever issued, so any worker serves any request, and `GET`/`DELETE` (the session stream and session end)
+are 405.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from common.mcp.jsonrpc import (
     result_message,
 )
 from common.mcp.methods import McpServer, dumps
-from common.mcp.origins import origin_allowed, origin_patterns, parse_allowed_origins
+from common.mcp.origins import AllowedOrigins, cors_patterns, origin_allowed, parse_allowed_origins
 from common.request_ids import current_request_id
 from common.server.auth import require_service_token
 from common.server.body import parse_json, read_body
@@ -80,14 +81,16 @@ def rpc_error(error: RpcError, request_id: str | int | None, modern: bool) -> Re
 
 
 def mcp_blueprint(service: str, tools: Sequence[Tool], resources: Sequence[Resource], service_token: str | None,
-                  allowed_origins: tuple[str, ...] | None = None) -> Blueprint:
+                  allowed_origins: AllowedOrigins | None = None) -> Blueprint:
     """`/mcp` for one service's tool and resource table; `service` names the URI authority
     (`cortex://<service>/...`) and the server (`cortex-<service>`)."""
     server = McpServer(service, tools, resources)
     origins = parse_allowed_origins(None) if allowed_origins is None else allowed_origins
     bp = Blueprint("mcp", __name__)
-    allow_cross_origin(bp, PATH, origin_patterns(origins), methods=("GET", "POST", "DELETE"),
-                       request_headers=CORS_REQUEST_HEADERS, exposed_headers=CORS_EXPOSED_HEADERS)
+    cors_origins = cors_patterns(origins)
+    if cors_origins:
+        allow_cross_origin(bp, PATH, cors_origins, methods=("GET", "POST", "DELETE"),
+                           request_headers=CORS_REQUEST_HEADERS, exposed_headers=CORS_EXPOSED_HEADERS)
 
     @bp.before_request
     def _guard() -> Response | None:

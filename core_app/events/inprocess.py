@@ -13,7 +13,8 @@ from typing import Any
 
 from core_app.events.fanout import FanOut
 from core_app.events.interface import EventLog, ReplayWindowExceeded
-from core_app.events.stored import Backlog, Position, StoredEvent
+from core_app.events.stored import Backlog, Position, RetiredId, StoredEvent
+from core_app.events.stream_ids import StreamId
 
 # What one held conversation costs besides its events.
 CONVERSATION_OVERHEAD = 1000
@@ -117,9 +118,14 @@ class InProcessEventLog(EventLog):
             events = conv.after(after)
             return Backlog(events, events[-1].id if events else after)
 
-    def parse_position(self, raw: str) -> EventId:
-        """An `EventId`, or a legacy plain number (which no log holds); ValueError for anything else."""
-        return EventId.parse(raw)
+    def parse_position(self, raw: str) -> EventId | RetiredId:
+        """An `EventId`, or a legacy plain number (which no log holds); a Redis stream id, sent before a
+        deployment moved off Redis, is a `RetiredId` (replayable here never); ValueError for anything else."""
+        try:
+            return EventId.parse(raw)
+        except ValueError:
+            StreamId.parse(raw)
+            return RetiredId(raw.strip())
 
     def read_after(self, conversation_id: str, after_id: EventId | None = None) -> list[StoredEvent]:
         """The retained events after `after_id` (all of them without one). In-process only, not part of

@@ -20,10 +20,11 @@ from redis.retry import Retry
 
 from common.sse import Event, dumps_line
 from core_app.events.fanout import FanOut
+from core_app.events.inprocess import EventId
 from core_app.events.interface import EventLog, ReplayWindowExceeded, StreamUnavailable
 from core_app.events.redis_reader import Outage, Reader
-from core_app.events.stored import Backlog, Position, StoredEvent
-from core_app.events.stream_ids import START, RetiredId, StreamId, parse_position
+from core_app.events.stored import Backlog, Position, RetiredId, StoredEvent
+from core_app.events.stream_ids import START, StreamId
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,11 @@ class RedisEventLog(EventLog):
     def parse_position(self, raw: str) -> StreamId | RetiredId:
         """A Redis stream id; an id of the in-process log is a `RetiredId` (replayable nowhere); ValueError
         for anything else."""
-        return parse_position(raw)
+        try:
+            return StreamId.parse(raw)
+        except ValueError:
+            EventId.parse(raw)
+            return RetiredId(raw.strip())
 
     def stored(self, raw_id: bytes, fields: dict[bytes, bytes]) -> StoredEvent:
         """An entry of a conversation's stream as the fan-out takes it."""

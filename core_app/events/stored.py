@@ -30,6 +30,19 @@ class Position(Protocol):
         ...
 
 
+@dataclass(frozen=True, order=True)
+class RetiredId:
+    """A well-formed id that no log of this backend ever holds: one another backend wrote before a deployment
+    switched backends (a Redis stream id on the in-process log, an in-process id on Redis), or an older
+    server's plain number. Resuming from it is `replay_window_exceeded` (reload the history), not a bad
+    request."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     id: Position

@@ -58,6 +58,13 @@ BACKENDS: dict[str, Callable[..., EventLog]] = {
     "redis": on_redis,
 }
 
+# Well-formed ids each backend never holds: the other backend's (written before a deployment switched
+# backends) and, on Redis, an older server's plain number. Resuming from one is replay_window_exceeded.
+FOREIGN_IDS: dict[str, list[str]] = {
+    "inprocess": ["1700000000000-0", "0-0", " 17-3 "],
+    "redis": ["0123456789ab-3", "0123456789ab-0", "17"],
+}
+
 
 def settle(log: EventLog, conversation: str, last: Position, deadline: float = 5.0) -> None:
     """Wait until the log has handed `last` to this process's subscribers of the conversation. The in-process

@@ -170,7 +170,10 @@ def test_reconnecting_resumes_after_the_last_event_id_without_gap_or_duplicate(c
     ("header", "9" * 20),
     ("header", "0123456789ab-1"),
     ("query", "0123456789ab-99999"),
-], ids=["header-1", "query-1", "header-0", "header-legacy-large", "header-another-log", "query-another-log"])
+    ("header", "1700000000000-0"),
+    ("query", "0-0"),
+], ids=["header-1", "query-1", "header-0", "header-legacy-large", "header-another-log", "query-another-log",
+        "header-redis-stream-id", "query-redis-stream-start"])
 def test_an_id_outside_the_window_gets_an_error_then_live_events(client, alice, via, last_id):
     conversation = new_conversation(client, alice)
 
@@ -199,6 +202,9 @@ NOT_AN_EVENT_ID = [
     ("header", "9" * 21),
     ("header", "0123456789ab-"),
     ("header", "0123456789ab-1-2"),
+    ("header", "01700000000000-0"),
+    ("header", "1700000000000-0-0"),
+    ("header", "18446744073709551616-0"),
     ("query", "abc"),
     ("query", "-1"),
     ("query", "9" * 21),

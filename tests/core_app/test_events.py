@@ -1,6 +1,7 @@
 """The event-log contract (SPEC §7), run against every backend in `event_backends.BACKENDS`: positions
-and their ids, replay after Last-Event-ID, live events for every subscriber of a conversation, the
-retained window, and no gap or duplicate between the backlog and live events."""
+and their ids (the other backend's ids retired), replay after Last-Event-ID, live events for every
+subscriber of a conversation, the retained window, and no gap or duplicate between the backlog and live
+events."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from core_app.config import load_config
 from core_app.events import InProcessEventLog, Position, ReplayWindowExceeded, open_event_log
-from tests.core_app.event_backends import BACKENDS, CONV, OTHER, publish_many, received_ids
+from core_app.events.stored import RetiredId
+from tests.core_app.event_backends import BACKENDS, CONV, FOREIGN_IDS, OTHER, publish_many, received_ids
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -33,6 +35,18 @@ def test_positions_are_ordered_and_read_back_from_their_ids(make_log):
 def test_anything_else_is_not_a_position(make_log, raw):
     with pytest.raises(ValueError):
         make_log().parse_position(raw)
+
+
+@pytest.mark.parametrize(("backend", "raw"), [(name, raw) for name in sorted(BACKENDS) for raw in FOREIGN_IDS[name]])
+def test_an_id_of_the_other_backend_is_retired_and_resuming_from_it_is_replay_window_exceeded(backend, raw):
+    log = BACKENDS[backend]()
+    publish_many(log, 2)
+
+    position = log.parse_position(raw)
+    assert position == RetiredId(raw.strip())
+    with pytest.raises(ReplayWindowExceeded):
+        log.subscribe(CONV, position)
+    assert log.subscriber_count() == 0
 
 
 def test_subscribing_without_an_id_gets_only_live_events(make_log):

@@ -1,4 +1,4 @@
-"""What only the Redis event log does: stream ids as positions (and the in-process ids it retires),
+"""What only the Redis event log does: stream ids as positions,
 exact trimming, ids that work on another process's log and after a restart, one reader and a few
 connections for many streams, the wake-up of a newly subscribed conversation, and what a Redis outage
 does to publishers, open streams and new subscribers (against a redis-server of the test's own)."""
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from core_app.events import ReplayWindowExceeded, StreamUnavailable
-from core_app.events.stream_ids import RetiredId, StreamId
+from core_app.events.stream_ids import StreamId
 from tests.core_app.event_backends import CONV, OTHER, on_redis, publish_many, received_ids
 from tests.core_app.redis_server import own_redis
 
@@ -27,18 +27,6 @@ def test_a_stream_id_reads_back_what_redis_wrote(raw, parsed):
     assert StreamId.parse(raw) == parsed
     assert str(parsed) == raw.strip()
     assert on_redis().parse_position(raw) == parsed
-
-
-@pytest.mark.parametrize("raw", ["0123456789ab-3", "17", "0123456789ab-0"])
-def test_an_in_process_id_is_retired_and_resuming_from_it_is_replay_window_exceeded(raw):
-    log = on_redis()
-    publish_many(log, 2)
-
-    position = log.parse_position(raw)
-    assert position == RetiredId(raw)
-    with pytest.raises(ReplayWindowExceeded):
-        log.subscribe(CONV, position)
-    assert log.subscriber_count() == 0
 
 
 @pytest.mark.parametrize("raw", ["01-0", "1-01", "1-", "-1", "1_0", "1-0-0", "18446744073709551616-0", "a-b"])

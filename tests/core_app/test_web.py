@@ -236,6 +236,7 @@ def test_other_origins_get_no_cors_headers(client, ada, conversation, origin):
     ("https://chat.example.com", ("https://chat.example.com",)),
     ("HTTPS://Chat.Example.com:443/, http://127.0.0.1:8080", ("https://chat.example.com", "http://127.0.0.1:8080")),
     ("http://[::1]:3000,http://[::1]:3000", ("http://[::1]:3000",)),
+    ("http://[0:0::1]:3000,http://[::1]:3000", ("http://[::1]:3000",)),
 ])
 def test_the_setting_holds_exact_origins_as_browsers_write_them(raw, expected):
     assert load_config({"JWT_SECRET": "x" * 32, "CORS_ALLOWED_ORIGINS": raw}).cors_allowed_origins == expected
@@ -253,6 +254,9 @@ def test_the_setting_holds_exact_origins_as_browsers_write_them(raw, expected):
     "http://localhost:99999",
     "null",
     "https://chat.example.com https://other.example.com",
+    "http://127.1",
+    "http://0x7f.0.0.1",
+    "http://[0:0::g]:8080",
 ])
 def test_a_malformed_setting_stops_the_app_with_one_line_naming_it(tmp_path, capsys, value):
     with pytest.raises(SystemExit) as stopped:

@@ -1,14 +1,16 @@
-"""CORS on `/mcp`: a page on an origin MCP_ALLOWED_ORIGINS allows can call it from a browser (preflight
-included, the service token still required), and a page on any other origin is refused as before."""
+"""CORS on `/mcp`: a page on an origin the operator listed in MCP_ALLOWED_ORIGINS can call it from a
+browser (preflight included, the service token still required), a page on any other origin is refused as
+before, and the default list (loopback pages) passes the Origin check but gets no CORS answers."""
 
 from __future__ import annotations
 
 import pytest
 
-from common.mcp.origins import origin_allowed, origin_patterns, parse_allowed_origins
+from common.mcp.origins import DEFAULT_ALLOWED_ORIGINS, cors_patterns, origin_allowed, parse_allowed_origins
 from tests.common.mcp.test_server import HELLO, TOKEN, make_app, post
 
 PAGE = "http://localhost:5173"
+SETTING = "http://localhost:*"
 
 
 def preflight(client, origin: str, headers: str = "authorization,content-type,mcp-protocol-version"):
@@ -22,7 +24,7 @@ def cors_headers(response) -> dict[str, str]:
 
 @pytest.fixture
 def client():
-    return make_app(token=TOKEN).test_client()
+    return make_app(token=TOKEN, origins=SETTING).test_client()
 
 
 def test_a_preflight_from_an_allowed_origin_needs_no_token(client):
@@ -74,6 +76,38 @@ def test_requests_without_an_origin_carry_no_cors_headers(client):
     assert response.status_code == 200 and cors_headers(response) == {}
 
 
+@pytest.mark.parametrize("token", [None, TOKEN])
+def test_the_default_origins_pass_the_origin_check_but_get_no_cors_answers(token):
+    client = make_app(token=token).test_client()  # MCP_ALLOWED_ORIGINS unset: loopback pages, any port
+    headers = {"Origin": PAGE} | ({"Authorization": f"Bearer {token}"} if token else {})
+    asked = preflight(client, PAGE)
+    posted = post(client, HELLO, headers)
+
+    assert cors_headers(asked) == {}  # the browser's preflight fails: the page cannot send the request
+    assert posted.status_code == 200 and cors_headers(posted) == {}  # nor read an answer
+    assert "Origin" not in posted.headers.get_all("Vary")
+
+
+@pytest.mark.parametrize("setting", ["", " , "])
+def test_an_empty_setting_is_the_default_with_no_cors_answers(setting):
+    response = post(make_app(origins=setting).test_client(), HELLO, {"Origin": PAGE})
+    assert response.status_code == 200 and cors_headers(response) == {}
+
+
+@pytest.mark.parametrize(("setting", "origin"), [
+    ("https://app.example.com:443", "https://app.example.com"),
+    ("http://[0:0::1]:*", "http://[::1]:8080"),
+])
+def test_an_entry_in_another_form_answers_the_origin_browsers_send(setting, origin):
+    response = post(make_app(origins=setting).test_client(), HELLO, {"Origin": origin})
+    assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == origin
+
+
+def test_the_default_list_set_explicitly_gets_cors_answers():
+    response = post(make_app(origins=DEFAULT_ALLOWED_ORIGINS).test_client(), HELLO, {"Origin": PAGE})
+    assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == PAGE
+
+
 @pytest.mark.parametrize("setting", [None, "https://app.example.com", "http://localhost:*,https://app.example.com",
                                      "*", "http://[::1]:*"])
 @pytest.mark.parametrize("origin", [
@@ -82,13 +116,13 @@ def test_requests_without_an_origin_carry_no_cors_headers(client):
     "http://[::1]:8080", "http://[::2]:8080", "https://app.example.com", "https://app.example.com:443",
     "https://app.example.co", "https://app.example.com.evil.test", "null", "http://localhost:\u00b2",
 ])
-def test_cors_answers_exactly_the_origins_the_origin_check_lets_through(setting, origin):
+def test_cors_answers_exactly_the_origins_the_origin_check_lets_through_when_set(setting, origin):
     allowed = parse_allowed_origins(setting)
     by_check = origin_allowed(origin, allowed)
-    by_cors = any(pattern.match(origin) for pattern in origin_patterns(allowed))
-    assert by_cors is by_check
+    by_cors = any(pattern.match(origin) for pattern in cors_patterns(allowed))
+    assert by_cors is (by_check and setting is not None)
 
     response = post(make_app(token=TOKEN, origins=setting).test_client(), HELLO,
                     {"Origin": origin, "Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == (200 if by_check else 403)
-    assert response.headers.get("Access-Control-Allow-Origin") == (origin if by_check else None)
+    assert response.headers.get("Access-Control-Allow-Origin") == (origin if by_cors else None)

@@ -8,7 +8,7 @@ import pytest
 from cognition_service.app import create_app as create_cognition
 from common.config import ConfigError
 from common.errors import InvalidArguments, NotFound
-from common.mcp import DEFAULT_ALLOWED_ORIGINS, parse_allowed_origins
+from common.mcp import DEFAULT_ALLOWED_ORIGINS, AllowedOrigins, parse_allowed_origins
 from common.mcp.eras import decode_header_value, http_status
 from common.mcp.jsonrpc import RpcError
 from common.mcp.origins import origin_allowed
@@ -31,17 +31,48 @@ def test_default_origins_are_loopback_pages_only(origin, allowed):
 
 
 def test_origin_setting_is_normalised():
-    assert parse_allowed_origins(" HTTPS://App.Example.com/ , http://localhost:* ,") == (
-        "https://app.example.com", "http://localhost:*")
-    assert parse_allowed_origins("") == parse_allowed_origins(DEFAULT_ALLOWED_ORIGINS)
+    assert parse_allowed_origins(" HTTPS://App.Example.com/ , http://localhost:* ,") == AllowedOrigins(
+        ("https://app.example.com", "http://localhost:*"), explicit=True)
+
+
+def test_origin_entries_are_written_as_browsers_send_origins():
+    setting = "https://app.example.com:443, http://[0:0::1]:*, http://app.example.com:80, http://[::1]:*, *"
+    assert parse_allowed_origins(setting).entries == (
+        "https://app.example.com", "http://[::1]:*", "http://app.example.com", "*")
+
+
+@pytest.mark.parametrize(("setting", "origin", "allowed"), [
+    ("https://app.example.com:443", "https://app.example.com", True),
+    ("http://[0:0::1]:8080", "http://[::1]:8080", True),
+    ("http://[0:0::1]:*", "http://[::1]:5173", True),
+    ("http://[::1]:*", "http://[::2]:5173", False),
+])
+def test_canonical_entries_match_what_browsers_send(setting, origin, allowed):
+    assert origin_allowed(origin, parse_allowed_origins(setting)) is allowed
+
+
+@pytest.mark.parametrize("setting", [None, "", " ", ",", " , "])
+def test_without_a_setting_the_default_applies_and_is_not_explicit(setting):
+    assert parse_allowed_origins(setting) == AllowedOrigins(DEFAULT.entries, explicit=False)
+    assert parse_allowed_origins(DEFAULT_ALLOWED_ORIGINS) == AllowedOrigins(DEFAULT.entries, explicit=True)
 
 
 @pytest.mark.parametrize("setting", ["localhost", "ftp://files.example", "https://app.example.com/path",
                                      "https://user@app.example.com", "http://localhost:99999", "http://:80",
-                                     "https://app.example.com?x=1", "http://*.example.com"])
+                                     "https://app.example.com?x=1", "http://*.example.com", "http://localhost:80:*",
+                                     "http://[::1]:8080:*", "http://[::g]:*", "http://127.1", "http://0x7f.0.0.1:*",
+                                     "http://[0:0::1]:99999"])
 def test_bad_origin_settings_are_refused(setting):
-    with pytest.raises(ConfigError, match="MCP_ALLOWED_ORIGINS"):
-        parse_allowed_origins(setting)
+    with pytest.raises(ConfigError, match="MCP_ALLOWED_ORIGINS") as caught:
+        parse_allowed_origins(f"http://localhost:*,{setting}")
+    assert repr(setting) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_an_ipv4_address_browsers_never_send_is_refused_with_advice():
+    with pytest.raises(ConfigError) as caught:
+        parse_allowed_origins("http://127.1:*")
+    assert str(caught.value) == ("invalid configuration: MCP_ALLOWED_ORIGINS entries must write IPv4 addresses as "
+                                 "browsers send them, 127.1 as 127.0.0.1, got 'http://127.1:*'")
 
 
 @pytest.mark.parametrize("create", [create_memory, create_cognition])
