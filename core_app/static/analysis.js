@@ -2,16 +2,11 @@
 // line over the messages.
 
 import { barChart, lineChart } from "./charts.js";
+import { text } from "./dom.js";
 
 const DAY_MS = 86_400_000;
 const MAX_FILLED_DAYS = 92; // beyond that, only the days with messages get a bar
 
-function text(tag, className, value) {
-  const element = document.createElement(tag);
-  if (className) element.className = className;
-  element.textContent = value;
-  return element;
-}
 
 /** Every day from the first to the last with messages, the quiet ones at 0, while that stays readable. */
 function days(byDay) {

@@ -1,14 +1,9 @@
 // The side column's two lists: the user's conversations (topic and workspace) and the results of a search
 // over their history. Text goes in as text only.
 
-const SNIPPET_CHARS = 160;
+import { text } from "./dom.js";
 
-function text(tag, className, value) {
-  const element = document.createElement(tag);
-  if (className) element.className = className;
-  element.textContent = value;
-  return element;
-}
+const SNIPPET_CHARS = 160;
 
 function placeholder(list, message) {
   list.replaceChildren(text("li", "empty", message));

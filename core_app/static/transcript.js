@@ -4,14 +4,9 @@
 // Every piece of text goes in with textContent or a text node: content is data, never markup, so a message
 // holding `<img src=x onerror=...>` or a `[link](javascript:...)` shows as the characters it is.
 
-const LABELS = { user: "You", assistant: "Assistant", system: "System" };
+import { text } from "./dom.js";
 
-function text(tag, className, value) {
-  const element = document.createElement(tag);
-  if (className) element.className = className;
-  element.textContent = value;
-  return element;
-}
+const LABELS = { user: "You", assistant: "Assistant", system: "System" };
 
 function clock(iso) {
   const moment = new Date(iso);
