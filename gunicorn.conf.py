@@ -4,9 +4,12 @@ The master loads this before gevent patches anything, so it imports nothing of o
 The bind address comes from the command line (`-b`), set per service by the Procfile and scripts.
 """
 
+import glob
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 
 def whole_number(name, default):
@@ -69,6 +72,39 @@ def _check_connection_limits():
 
 
 _check_connection_limits()
+
+
+def _metrics_directory():
+    """Where the workers write their metrics (prometheus-client's multiprocess mode), so a scrape of any
+    worker reports all of them: PROMETHEUS_MULTIPROC_DIR when set (emptied of a previous run's files, which
+    would be counted again), else a new directory of this master's own, removed when it exits. Set here,
+    in the master, before any worker imports prometheus_client."""
+    if os.environ.get("METRICS", "").strip().lower() in ("false", "0", "no", "off"):
+        return None
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
+        for stale in glob.glob(os.path.join(chosen, "*.db")):
+            os.remove(stale)
+        return None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cortex-metrics-")
+    return os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+_own_metrics_directory = _metrics_directory()
+
+
+def child_exit(server, worker):
+    """A worker's live gauges (open streams) stop counting once it is gone; its counters stay summed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_directory:
+        shutil.rmtree(_own_metrics_directory, ignore_errors=True)
 
 
 def post_worker_init(worker):

@@ -11,6 +11,7 @@ from common.client import ClientSettings
 from common.config import ConfigError, Env
 from common.mcp import AllowedOrigins, parse_allowed_origins
 from common.server.auth import allowed_hosts_setting, service_token_setting
+from common.server.metrics import MetricsSettings
 
 DEFAULT_MEMORY_SERVICE_URL = "http://localhost:9000"
 
@@ -25,6 +26,7 @@ class CognitionConfig:
     in_process: bool
     health_interval: float
     log_level: str
+    metrics: MetricsSettings
     max_body_bytes: int
     client: ClientSettings
     mcp_allowed_origins: AllowedOrigins
@@ -56,6 +58,7 @@ def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
         # 0 turns the background probe off (unit tests); the breaker then learns from calls alone.
         health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
         log_level=env.log_level(),
+        metrics=MetricsSettings.from_env(env),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         client=ClientSettings.from_env(env),
         mcp_allowed_origins=parse_allowed_origins(env.str("MCP_ALLOWED_ORIGINS")),

@@ -21,6 +21,12 @@ def current_request_id() -> str | None:
     return None
 
 
+def propagation_headers() -> dict[str, str]:
+    """What an outgoing call carries on from the request being served, so its logs can be joined up."""
+    request_id = current_request_id()
+    return {HEADER: request_id} if request_id else {}
+
+
 def install_request_ids(app: Flask) -> None:
     @app.before_request
     def _take_id() -> None:

@@ -29,7 +29,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
         settings = load_config({**os.environ, **(config or {})})
     except ConfigError as error:
         exit_on_config_error(error)
-    app = base_app(__name__, service="core", max_body_bytes=settings.max_body_bytes, log_level=settings.log_level)
+    app = base_app(__name__, service="core", max_body_bytes=settings.max_body_bytes, log_level=settings.log_level,
+                   metrics=settings.metrics)
     app.url_map.converters["id"] = IdConverter
     cortex = build_services(settings)
     app.extensions["cortex"] = cortex

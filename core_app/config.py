@@ -18,6 +18,7 @@ from common.client import ClientSettings
 from common.config import ConfigError, Env
 from common.server.auth import check_strong, is_loopback_host, service_token_setting
 from common.server.cors import parse_origins
+from common.server.metrics import MetricsSettings
 from core_app.reply_pool import ReplyLimits
 from core_app.workers import worker_count
 
@@ -60,6 +61,7 @@ class CoreConfig:
     health_interval: float
     max_body_bytes: int
     log_level: str
+    metrics: MetricsSettings
     debug_stats: bool
     auth_rate_limit_per_address: str
     auth_rate_limit_per_account: str
@@ -199,6 +201,7 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         log_level=env.log_level(),
+        metrics=MetricsSettings.from_env(env),
         debug_stats=env.bool("DEBUG_STATS", False),
         auth_rate_limit_per_address=rate_limit(env, "AUTH_RATE_LIMIT_PER_ADDRESS", "30/minute;300/hour"),
         auth_rate_limit_per_account=rate_limit(env, "AUTH_RATE_LIMIT_PER_ACCOUNT", "10/minute;100/hour"),

@@ -9,6 +9,7 @@ from common.config import Env
 from common.mcp import AllowedOrigins, parse_allowed_origins
 from common.models import DEFAULT_MAX_METADATA_BYTES
 from common.server.auth import allowed_hosts_setting, service_token_setting
+from common.server.metrics import MetricsSettings
 from memory_service.store import DatabaseLocation, parse_database_url
 from memory_service.store.idempotency import DEFAULT_TTL_SECONDS
 
@@ -24,6 +25,7 @@ class MemoryConfig:
     allowed_hosts: tuple[str, ...]
     in_process: bool
     log_level: str
+    metrics: MetricsSettings
     max_body_bytes: int
     db_pool_size: int
     db_pool_timeout: int
@@ -53,6 +55,7 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         allowed_hosts=allowed_hosts_setting(env),
         in_process=in_process,
         log_level=env.log_level(),
+        metrics=MetricsSettings.from_env(env),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),
         # PostgreSQL only: how long a call waits for a pooled connection (all busy, or the server down)

@@ -15,8 +15,7 @@ from common.client.breaker import ConcurrentBreaker
 from common.client.transport import ClientSettings, EventStream, Transport
 from common.errors import ServiceBusy, ServiceError, ServiceUnavailable, ToolError, from_body
 from common.headers import IDEMPOTENCY_KEY as IDEMPOTENCY_HEADER
-from common.headers import REQUEST_ID as REQUEST_ID_HEADER
-from common.request_ids import current_request_id
+from common.request_ids import propagation_headers
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +45,7 @@ class ServiceClient:
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        request_id = current_request_id()
-        if request_id:
-            headers[REQUEST_ID_HEADER] = request_id
+        headers.update(propagation_headers())
         headers.update(extra or {})
         return headers
 
