@@ -77,8 +77,8 @@ _check_connection_limits()
 def _metrics_directory():
     """Where the workers write their metrics (prometheus-client's multiprocess mode), so a scrape of any
     worker reports all of them: PROMETHEUS_MULTIPROC_DIR when set (emptied of a previous run's files, which
-    would be counted again), else a new directory of this master's own, removed when it exits. Set here,
-    in the master, before any worker imports prometheus_client."""
+    would be counted again), else a new directory of this master's own, removed when it exits. Made by
+    `on_starting` in the master, before any worker imports prometheus_client."""
     if os.environ.get("METRICS", "").strip().lower() in ("false", "0", "no", "off"):
         return None
     chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
@@ -91,7 +91,7 @@ def _metrics_directory():
     return os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
-_own_metrics_directory = _metrics_directory()
+_own_metrics_directory = []  # the directory `on_starting` made, for `on_exit` to remove
 
 
 def child_exit(server, worker):
@@ -103,8 +103,8 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _own_metrics_directory:
-        shutil.rmtree(_own_metrics_directory, ignore_errors=True)
+    for directory in _own_metrics_directory:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def post_worker_init(worker):
@@ -131,16 +131,22 @@ def worker_exit(server, worker):
 
 
 def on_starting(server):
-    """Several Core App workers without REDIS_URL are refused here, in the master, before any worker boots
-    (each worker checks too, but when every worker refuses, gunicorn reports all but the first with a
-    traceback)."""
-    if not str(getattr(server.app, "app_uri", None) or "").startswith("core_app"):
-        return
+    """Before any worker starts: refuse several Core App workers without REDIS_URL here, in the master (each
+    worker checks too, but when every worker refuses, gunicorn reports all but the first with a traceback),
+    then make the metrics directory."""
+    if str(getattr(server.app, "app_uri", None) or "").startswith("core_app"):
+        _check_core_workers(server.cfg.workers)
+    directory = _metrics_directory()
+    if directory:
+        _own_metrics_directory.append(directory)
+
+
+def _check_core_workers(workers):
     from common.config import ConfigError, Env, exit_on_config_error
     from core_app.workers import worker_count
 
     env = Env(os.environ)
     try:
-        worker_count(Env({**os.environ, "WEB_CONCURRENCY": str(server.cfg.workers)}), env.str("REDIS_URL") is not None)
+        worker_count(Env({**os.environ, "WEB_CONCURRENCY": str(workers)}), env.str("REDIS_URL") is not None)
     except ConfigError as error:
         exit_on_config_error(error)
