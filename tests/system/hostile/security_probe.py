@@ -17,9 +17,10 @@ import requests
 
 from tests.system.hostile.raw_http import assert_error_shape, assert_no_leak
 
-# Routes anyone may call without a user token; every other route of the Core App needs one.
+# Routes anyone may call without a user token (/metrics: only from this machine or with METRICS_TOKEN);
+# every other route of the Core App needs one.
 PUBLIC_ROUTES = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/login"), ("GET", "/health"),
-                 ("GET", "/"), ("GET", "/static/<path:filename>")}
+                 ("GET", "/"), ("GET", "/static/<path:filename>"), ("GET", "/metrics")}
 
 
 @dataclass
