@@ -87,7 +87,7 @@ def test_a_request_is_counted_once_and_so_is_each_call_it_makes(stack, user):
     # Memory answered exactly the tool calls the Core and Cognition made, no more (no retries were needed).
     made = (delta(core_before, core_after, CALLS_TO_MEMORY, dependency="memory")
             + delta(cognition_before, cognition_after, CALLS_TO_MEMORY, dependency="memory"))
-    answered = delta(memory_before, memory_after, "cortex_http_requests_total", route="/tool/<name>")
+    answered = delta(memory_before, memory_after, "cortex_http_requests_total", route="/tool/<path:name>")
     assert made >= 7 and answered == made, (made, answered)
     assert delta(core_before, core_after, CALLS_TO_MEMORY, dependency="memory", outcome="ok") == made
 
