@@ -1,7 +1,8 @@
 """Circuit breaking with pybreaker's state machine, minus the lock it holds across the guarded call.
 
 `pybreaker.CircuitBreaker.call` runs the whole call under one RLock, which under gevent serialises
-every greenlet using the breaker (SPEC §3.5). Here only the state transitions take the lock.
+every greenlet using the breaker (SPEC §3.5). Here only the state transitions take the lock. A named
+breaker reports its state, and every change of it, to the metrics.
 """
 
 from __future__ import annotations
@@ -12,10 +13,22 @@ from typing import Any, TypeVar
 
 import pybreaker
 
+from common import metrics
+
 T = TypeVar("T")
 
 STATE_NAMES = {pybreaker.STATE_CLOSED: "closed", pybreaker.STATE_OPEN: "open",
                pybreaker.STATE_HALF_OPEN: "half_open"}
+
+
+class StateMetrics(pybreaker.CircuitBreakerListener):
+    """Counts each state a breaker enters. pybreaker notifies on every assignment of the state, also one that
+    keeps it (two calls failing together both open it): only a real change is a transition."""
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: pybreaker.CircuitBreakerState | None,
+                     new_state: pybreaker.CircuitBreakerState) -> None:
+        if cb.name and (old_state is None or old_state.name != new_state.name):
+            metrics.circuit_changed(cb.name, STATE_NAMES.get(new_state.name, new_state.name))
 
 
 class ConcurrentBreaker(pybreaker.CircuitBreaker):
@@ -27,6 +40,9 @@ class ConcurrentBreaker(pybreaker.CircuitBreaker):
         super().__init__(*args, **kwargs)
         self._trial_running = False
         self.reason: str | None = None
+        if self.name:
+            self.add_listener(StateMetrics())
+            metrics.circuit_changed(self.name, self.circuit, transition=False)
 
     def _reset_due(self) -> bool:
         opened_at = self._state_storage.opened_at

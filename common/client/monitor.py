@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Mapping
 
+from common import metrics
 from common.client.service import ServiceClient
 from common.errors import ServiceError
 
@@ -46,6 +47,7 @@ class DependencyMonitor:
     def probe(self, name: str) -> bool:
         client = self.clients[name]
         status, problem, cause = self.check(name)
+        metrics.dependency_probed(name, status == "up")
         if status == "up":
             client.breaker.recover_if_due()
         else:

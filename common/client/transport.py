@@ -92,7 +92,7 @@ class Transport:
                  trust_env: bool = False) -> None:
         self.service = service
         self.settings = settings
-        retry = retry if retry is not None else build_retry(settings.retry)
+        retry = retry if retry is not None else build_retry(settings.retry, dependency=service)
         self.session = self._session(trust_env, HTTPAdapter(
             pool_connections=1, pool_maxsize=settings.pool_size, pool_block=True, max_retries=retry))
         self.streams = self._session(trust_env, HTTPAdapter(pool_maxsize=settings.pool_size, max_retries=retry))
