@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import REGISTRY, Metric
@@ -94,16 +95,29 @@ def enabled() -> bool:
     return _switch.on
 
 
+_children: dict[tuple, Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, remembered: the two figures every request and every call records skip
+    prometheus-client's label checks and lock after the first time (label sets are bounded)."""
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def request_answered(service: str, method: str, route: str, status: int, seconds: float) -> None:
     if _switch.on:
-        HTTP_REQUESTS.labels(service, method, route, str(status)).inc()
-        HTTP_DURATION.labels(service, method, route).observe(seconds)
+        _child(HTTP_REQUESTS, service, method, route, str(status)).inc()
+        _child(HTTP_DURATION, service, method, route).observe(seconds)
 
 
 def call_finished(dependency: str, tool: str, outcome: str, seconds: float) -> None:
     if _switch.on:
-        CLIENT_CALLS.labels(dependency, tool, outcome).inc()
-        CLIENT_DURATION.labels(dependency, tool).observe(seconds)
+        _child(CLIENT_CALLS, dependency, tool, outcome).inc()
+        _child(CLIENT_DURATION, dependency, tool).observe(seconds)
 
 
 def retried(dependency: str) -> None:

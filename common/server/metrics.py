@@ -41,9 +41,12 @@ class MetricsSettings:
 
 def _is_loopback(address: str | None) -> bool:
     try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
+        ip = ipaddress.ip_address(address or "")
     except ValueError:
         return False
+    # A service bound to `::` sees an IPv4 client as ::ffff:a.b.c.d, which Python never calls loopback.
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 def allow_scrape(token: str | None) -> None:

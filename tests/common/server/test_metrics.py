@@ -133,12 +133,12 @@ def test_the_core_counts_its_own_routes_by_pattern(tmp_path):
 
 # --- who may scrape --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1"])
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"])
 def test_loopback_clients_may_scrape(client, address):
     assert scrape(client, address).status_code == 200
 
 
-@pytest.mark.parametrize("address", ["10.0.0.5", "192.168.1.20", "2001:db8::1", "not-an-address"])
+@pytest.mark.parametrize("address", ["10.0.0.5", "192.168.1.20", "2001:db8::1", "::ffff:10.0.0.5", "not-an-address"])
 def test_other_clients_are_refused_in_the_error_shape(client, address):
     assert_error(scrape(client, address), 403, "forbidden")
 
