@@ -10,17 +10,24 @@ query. Reads Memory through a `MemoryReader`; what each step below bought is mea
    message also gets `0.5 ×` the better fused score of the turns one place away and `0.25 ×` two away;
 5. the result, scaled to 0-1 by the best, blended `0.8 × relevance + 0.2 × recency`.
 `search_history` stays lexical: exact words, as people expect of a search box.
+
+`cortex_retrieval_duration_seconds` times each get_context (`total`) and its parts: `lexical` (1), `dense`
+(2, the model and Memory's vector search, overlapping the lexical half) and `neighbours` (4). All are
+recorded on greenlets, never in the thread pool the embedding runs on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cognition_service.text import search_terms
 from cognition_service.timestamps import parse_time
+from common import metrics
 from common.errors import Forbidden, NotFound, ServiceError
 from common.request_ids import current_request_id
 
@@ -127,6 +134,16 @@ def by_recency(newest_first: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for message, recent in zip(newest_first, recency_scores(newest_first), strict=True)]
 
 
+@contextmanager
+def timed(part: str) -> Iterator[None]:
+    """Record how long the block took as `part` of a retrieval, whether it returned or raised."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.retrieval_finished(part, time.perf_counter() - started)
+
+
 def concurrently(work: Callable[[], Any], timeout: float, fallback: Any) -> Callable[[], Any]:
     """Start `work` in its own greenlet when gevent has patched this process (under gunicorn's worker), and
     return a function that waits for its result at most `timeout` seconds (then `fallback`, the greenlet
@@ -189,35 +206,42 @@ class Retriever:
                     limit: int) -> dict[str, Any]:
         """With a query, the user's best matches from their whole history (or one conversation), hybrid as
         the module says; without one, their newest messages, newest first."""
-        if query:
-            items = self.hybrid(user_id, query, conversation_id, limit)
-        elif conversation_id:
-            items = by_recency(self.memory.latest_in_conversation(user_id, conversation_id, limit))
-        else:
-            items = by_recency(self.memory.newest(user_id, limit))
+        with timed("total"):
+            if query:
+                items = self.hybrid(user_id, query, conversation_id, limit)
+            elif conversation_id:
+                items = by_recency(self.memory.latest_in_conversation(user_id, conversation_id, limit))
+            else:
+                items = by_recency(self.memory.newest(user_id, limit))
         return {"context": items, "user_id": user_id, "query": query, "count": len(items)}
 
     def hybrid(self, user_id: str, query: str, conversation_id: str | None, limit: int) -> list[dict[str, Any]]:
         count = candidate_count(limit)
 
         def dense_half() -> list[dict[str, Any]]:
+            if self.embedder is None:
+                return []
             try:
-                return self.dense(user_id, query, count, conversation_id)
+                with timed("dense"):  # a half cut off at DENSE_WAIT_SECONDS is recorded as it is killed
+                    return self.dense(user_id, query, count, conversation_id)
             except ServiceError as exc:  # Memory could not search vectors: words alone still answer
                 log.warning("get_context without dense retrieval: %s", exc.message)
                 return []
 
         # The two halves wait on different things (the model, two Memory searches), so they overlap.
         dense_waiting = concurrently(dense_half, DENSE_WAIT_SECONDS, [])
-        lexical = self.memory.search(user_id, search_terms(query), limit=count, conversation_id=conversation_id,
-                                     stems=STEMS)
+        with timed("lexical"):
+            lexical = self.memory.search(user_id, search_terms(query), limit=count,
+                                         conversation_id=conversation_id, stems=STEMS)
         dense = dense_waiting()
         fused = fuse([(LEXICAL_WEIGHT, lexical), (DENSE_WEIGHT, dense)])
         messages = {hit["id"]: hit for hit in [*dense, *lexical]}
         best = sorted(fused, key=lambda key: -fused[key])[:max(NEIGHBOURS_OF * limit, 30)]
         if best:
             try:
-                for message in self.memory.around(user_id, best, len(NEIGHBOUR_WEIGHTS)):
+                with timed("neighbours"):
+                    around = self.memory.around(user_id, best, len(NEIGHBOUR_WEIGHTS))
+                for message in around:
                     messages.setdefault(message["id"], message)
             except ServiceError as exc:  # the hits still answer, without the turns next to them
                 log.warning("get_context without neighbouring turns: %s", exc.message)

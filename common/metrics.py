@@ -10,13 +10,16 @@ docs/OPERATIONS.md.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
-from prometheus_client.core import REGISTRY, Metric
+from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+
+log = logging.getLogger(__name__)
 
 # Latency buckets in seconds: from a cached read (1 ms) to a call that times out (10 s and beyond).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -69,6 +72,10 @@ DB_TRANSACTION = Histogram("cortex_db_transaction_duration_seconds", "Time a dat
                            ["backend", "kind"], buckets=FAST_BUCKETS)
 DB_BATCH = Histogram("cortex_db_group_commit_batch_size", "Writes committed together in one transaction.",
                      ["backend"], buckets=BATCH_BUCKETS)
+# Read at scrape time by the process scraped (`database_size` below), not kept in files.
+DB_SIZE_NAME = "cortex_db_size_bytes"
+DB_SIZE_HELP = ("Bytes the database takes on disk (SQLite: its file and write-ahead log; PostgreSQL: the "
+                "whole database).")
 
 RETRIEVAL = Histogram("cortex_retrieval_duration_seconds", "Time get_context spent, in all and per part.",
                       ["part"], buckets=LATENCY_BUCKETS)
@@ -198,6 +205,23 @@ def retrieval_finished(part: str, seconds: float) -> None:
 def rate_limited(service: str, limit: str) -> None:
     if _switch.on:
         RATE_LIMITED.labels(service, limit).inc()
+
+
+def database_size(backend: str, size_bytes: Callable[[], int]) -> Collect:
+    """A scrape-time `cortex_db_size_bytes{backend}` read by `size_bytes`; nothing at all when that fails, so a
+    database that is down never fails a scrape (/health and the callers' circuits report that)."""
+
+    def collect() -> Iterator[Metric]:
+        try:
+            size = size_bytes()
+        except Exception as exc:  # noqa: BLE001 - any failure means no figure this scrape
+            log.debug("database size not reported: %s", exc)
+            return
+        family = GaugeMetricFamily(DB_SIZE_NAME, DB_SIZE_HELP, labels=["backend"])
+        family.add_metric([backend], size)
+        yield family
+
+    return collect
 
 
 # --- exposition ------------------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 
 from flask import Flask
 
+from common import metrics
 from common.config import ConfigError, UnusableSetting, exit_on_config_error
 from common.mcp import mcp_blueprint
 from common.server import base_app, health_blueprint, install_host_check, protocol_blueprint
+from common.server.metrics import add_live_metrics
 from memory_service.config import load_config
 from memory_service.hashing import PasswordHashing
 from memory_service.resources import build_resources
@@ -43,4 +45,5 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(mcp_blueprint("memory", tools, resources, settings.service_token,
                                          settings.mcp_allowed_origins))
     app.register_blueprint(health_blueprint("memory", self_check=store.ping))
+    add_live_metrics(app, metrics.database_size(settings.database.backend, store.size_bytes))
     return app

@@ -213,5 +213,10 @@ class Store(ABC):
         """True when the database answers now; never raises."""
 
     @abstractmethod
+    def size_bytes(self) -> int:
+        """How many bytes the database takes on disk now, cheaply enough to ask at every metrics scrape;
+        raises (any exception) when that cannot be read."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections; calls after close fail."""

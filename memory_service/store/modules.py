@@ -32,7 +32,8 @@ class ModuleStore(Store):
 
     modules: ClassVar[Modules]
     db: Any
-    """The backend's pooled database: `ping()`, `close()`, and what its modules run transactions on."""
+    """The backend's pooled database: `ping()`, `size_bytes()`, `close()`, and what its modules run transactions
+    on."""
     limits: InvitationLimits
 
     def create_user(self, email: str, name: str, password_hash: str, *, idempotency: Key = None) -> Result:
@@ -171,6 +172,9 @@ class ModuleStore(Store):
 
     def ping(self) -> bool:
         return self.db.ping()
+
+    def size_bytes(self) -> int:
+        return int(self.db.size_bytes())
 
     def close(self) -> None:
         self.db.close()

@@ -14,6 +14,7 @@ and planned once per connection (it would not survive a transaction-pooling pgbo
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from common import metrics
 from common.errors import ServiceUnavailable
 from common.models import DEFAULT_MAX_METADATA_BYTES
 from memory_service.store.idempotency import DEFAULT_TTL_SECONDS, IdempotencyKey
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 
 RETRIES = 3
 """Attempts of a transaction PostgreSQL rolled back to break a deadlock (nothing of it was stored)."""
+BACKEND = "postgresql"
+SIZE_TIMEOUT_SECONDS = 1.0
+"""How long a scrape waits for a connection to read the database's size before it reports none."""
 
 
 def one(cursor: Any) -> dict[str, Any]:
@@ -80,12 +85,20 @@ class Database:
             name="cortex-memory")
         self.pool.open(wait=False)
 
-    def _run(self, job: Callable[[Connection], T], timeout: float | None = None) -> T:
-        """`job(conn)` on a pooled connection (in autocommit), mapping what broke to the errors callers see."""
+    def _run(self, job: Callable[[Connection], T], timeout: float | None = None, kind: str | None = None) -> T:
+        """`job(conn)` on a pooled connection (in autocommit), mapping what broke to the errors callers see.
+        With a `kind` (read, write), each attempt's time on its connection is recorded as a transaction's; psycopg
+        runs on the calling greenlet, so this records on the greenlet side."""
         for attempt in range(1, RETRIES + 1):
             try:
                 with self.pool.connection(timeout=timeout or self._pool_timeout) as conn:
-                    return job(conn)
+                    if kind is None:
+                        return job(conn)
+                    started = time.perf_counter()
+                    try:
+                        return job(conn)
+                    finally:
+                        metrics.transaction_finished(BACKEND, kind, time.perf_counter() - started)
             except psycopg.errors.TransactionRollback:  # a deadlock or serialisation victim: run again
                 if attempt == RETRIES:
                     raise ServiceUnavailable("the database kept rolling this write back; try again") from None
@@ -98,7 +111,7 @@ class Database:
     def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(conn)` outside a transaction: each statement reads its own snapshot, and a read of one
         statement is one round trip."""
-        return self._run(fn)
+        return self._run(fn, kind="read")
 
     lookup = read
     """A read of a few rows by key (SQLite has a cheaper path for these; here it is the same)."""
@@ -117,13 +130,13 @@ class Database:
             key, ttl, inner = idempotency, self._idempotency_ttl, fn
             fn = lambda conn: remembered(conn, key, inner, self._clock(), ttl)  # noqa: E731
         elif one_statement:
-            return self._run(fn)
+            return self._run(fn, kind="write")
 
         def job(conn: Connection) -> T:
             with conn.transaction():
                 return fn(conn)
 
-        return self._run(job)
+        return self._run(job, kind="write")
 
     def ping(self) -> bool:
         """True when the database answers `SELECT 1` within two seconds."""
@@ -131,6 +144,12 @@ class Database:
             return self._run(lambda conn: one(conn.execute("SELECT 1 AS one"))["one"] == 1, timeout=2.0)
         except Exception:  # noqa: BLE001 - a health check answers false, whatever broke
             return False
+
+    def size_bytes(self) -> int:
+        """The whole database's size on disk (`pg_database_size`: every schema in it, not only this store's);
+        ServiceUnavailable when no connection is free within SIZE_TIMEOUT_SECONDS."""
+        return int(self._run(lambda conn: one(conn.execute(
+            "SELECT pg_database_size(current_database()) AS size"))["size"], timeout=SIZE_TIMEOUT_SECONDS))
 
     def close(self) -> None:
         """Close the pool and its connections."""

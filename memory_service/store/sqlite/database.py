@@ -23,6 +23,7 @@ from memory_service.blocking import captured, patched, run_blocking, unwrap
 from memory_service.store.idempotency import DEFAULT_TTL_SECONDS, IdempotencyKey
 from memory_service.store.sqlite.idempotency import remembered
 from memory_service.store.sqlite.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_AFTER_COLUMNS
+from memory_service.store.sqlite.timing import Stopwatch
 from memory_service.store.sqlite.writes import GroupCommitter
 from memory_service.store.values import DEFAULT_PAGE_BYTES
 
@@ -48,7 +49,9 @@ def create_private(path: str) -> None:
 
 
 def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Connection], T],
-                 commit: bool) -> T:
+                 commit: bool, watch: Stopwatch | None = None) -> T:
+    if watch is not None:
+        watch.start()
     conn.execute(begin)
     try:
         result = fn(conn)
@@ -58,6 +61,9 @@ def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Con
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        if watch is not None:
+            watch.stop()
 
 
 class Database:
@@ -171,17 +177,22 @@ class Database:
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` in one read transaction, so its queries see a single consistent snapshot."""
-        return self._run(lambda conn: _transaction(conn, "BEGIN", fn, commit=False))
+        watch = Stopwatch("read")
+        try:
+            return self._run(lambda conn: _transaction(conn, "BEGIN", fn, commit=False, watch=watch))
+        finally:
+            watch.record()  # here, on the caller's greenlet: not in the pool thread that ran it
 
     def lookup(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Like `read`, but on the calling greenlet: for a few rows fetched by key. In WAL mode a reader
         never waits for a writer, so such a read takes microseconds, less than the threadpool round trip
         it would otherwise pay. Anything that scans (search, lists, history) must use `read`."""
-        conn = self._acquire()
+        conn, watch = self._acquire(), Stopwatch("read")
         try:
-            return _transaction(conn, "BEGIN", fn, commit=False)
+            return _transaction(conn, "BEGIN", fn, commit=False, watch=watch)
         finally:
             self._release(conn)
+            watch.record()
 
     def write(self, fn: Callable[[sqlite3.Connection], T], *, idempotency: IdempotencyKey | None = None) -> T:
         """Run `fn(conn)` in one BEGIN IMMEDIATE transaction, rolled back if it raises.
@@ -197,11 +208,22 @@ class Database:
         return self._writes.submit(lambda conn: remembered(conn, key, fn, self._clock(), ttl))
 
     def ping(self) -> bool:
-        """True when the database answers `SELECT 1`."""
+        """True when the database answers `SELECT 1` (not counted as a transaction: health checks are not
+        the work the transaction metric is about)."""
         try:
-            return self.read(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
+            return self._run(lambda conn: conn.execute("SELECT 1").fetchone()[0] == 1)
         except (sqlite3.Error, RuntimeError):
             return False
+
+    def size_bytes(self) -> int:
+        """What the database takes on disk now: its file plus its write-ahead log (which keeps its size after
+        a checkpoint). Two stat calls, no connection; OSError if the file is gone."""
+        size = os.stat(self.path).st_size
+        try:
+            size += os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:  # no write since the last connection closed
+            pass
+        return size
 
     def close(self) -> None:
         """Close every idle connection; connections still in use are closed when they are returned."""

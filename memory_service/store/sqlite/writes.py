@@ -4,16 +4,25 @@ SQLite takes one writer at a time. With fifty callers writing, paying BEGIN, COM
 a native thread once per batch instead of once per write is what keeps write throughput up; each write
 still gets its own savepoint, so one that fails is rolled back alone, and nobody is answered before the
 batch's COMMIT has returned.
+
+Each batch's transaction time and size are recorded by the writer (a greenlet under gevent) before it
+answers the batch's callers, never by the pool thread that ran the transaction (see timing.py).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
+
+from common import metrics
+from memory_service.store.sqlite.timing import BACKEND, Stopwatch
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
 IDLE_SECONDS = 5.0
@@ -29,8 +38,17 @@ class _Job:
         self.error: BaseException | None = None
 
 
-def commit_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
-    """Run every job of the batch in one BEGIN IMMEDIATE ... COMMIT, each inside its own savepoint."""
+def commit_batch(conn: sqlite3.Connection, batch: list[_Job], watch: Stopwatch) -> None:
+    """Run every job of the batch in one BEGIN IMMEDIATE ... COMMIT, each inside its own savepoint; `watch`
+    times the transaction, whether it commits or not."""
+    watch.start()
+    try:
+        _commit_batch(conn, batch)
+    finally:
+        watch.stop()
+
+
+def _commit_batch(conn: sqlite3.Connection, batch: list[_Job]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         for job in batch:
@@ -87,9 +105,18 @@ class GroupCommitter:
                     batch = [self._pending.popleft() for _ in range(min(len(self._pending), MAX_BATCH))]
                 if not batch:
                     break
+                watch, committed = Stopwatch("write"), False
                 try:
-                    self._run(partial(commit_batch, batch=batch))
+                    self._run(partial(commit_batch, batch=batch, watch=watch))
+                    committed = True
                 except BaseException:  # noqa: BLE001 - every job already carries the error
                     pass
+                # Before the callers are answered, so a write that has returned has been counted.
+                try:
+                    watch.record()
+                    if committed:
+                        metrics.batch_committed(BACKEND, len(batch))
+                except Exception:  # a figure must never keep the batch's callers waiting
+                    log.exception("the metrics of a committed batch could not be recorded")
                 for job in batch:
                     job.done.set()
