@@ -165,9 +165,9 @@ def event_published(event_type: str) -> None:
         EVENTS_PUBLISHED.labels(event_type).inc()
 
 
-def subscriber_cut(reason: str) -> None:
+def subscriber_cut(reason: str, count: int = 1) -> None:
     if _switch.on:
-        SUBSCRIBERS_CUT.labels(reason).inc()
+        SUBSCRIBERS_CUT.labels(reason).inc(count)
 
 
 def reply_first_token(provider: str, seconds: float) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from flask import Response
 
+from common import metrics
 from common.errors import ServiceError, ToolExecutionError
 
 log = logging.getLogger(__name__)
@@ -126,15 +127,17 @@ def live_stream(sub: Subscription, heartbeat_seconds: float, first: Iterable[Enc
                 check: Callable[[], Encodable | None] | None = None) -> Iterator[bytes]:
     """Relay `sub` until it ends or the client goes away; heartbeats also reveal a vanished client.
     `check` runs at every wake-up (each batch of events and each heartbeat); an event it returns is
-    sent last and ends the stream (an expired token, a reader who lost access)."""
+    sent last and ends the stream (an expired token, a reader who lost access). The stream counts as
+    open (`cortex_streams_open`) from its first byte to its end, however it ends."""
     LIVE.add(sub)
+    metrics.stream_opened()
     try:
         for event in first:
             yield event.encode()
         while not LIVE.closing:
             events = sub.wait(heartbeat_seconds)
             if events is None:
-                return
+                break
             final = check() if check is not None else None
             if final is not None:
                 # Whatever arrived with the news is not for this reader any more.
@@ -144,6 +147,11 @@ def live_stream(sub: Subscription, heartbeat_seconds: float, first: Iterable[Enc
                 yield HEARTBEAT
                 continue
             yield b"".join(event.encode() for event in events)
+        if LIVE.closing:
+            # Other ends of a subscription (cut off for falling behind, a lost event log) are counted
+            # where they happen; this one only the registry knows about.
+            metrics.subscriber_cut("shutdown")
     finally:
+        metrics.stream_closed()
         LIVE.discard(sub)
         sub.close()

@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from flask import Flask
 from werkzeug.routing import BaseConverter
 
+from common import metrics
 from common.config import ConfigError, exit_on_config_error
 from common.server import base_app, health_blueprint, stats_blueprint
 from core_app.config import load_config
 from core_app.cors import install_cors
 from core_app.limits import install_limits
 from core_app.services import build_services
+from core_app.streams import stream_capacity
 from core_app.views import accounts, cognition, conversations, messages, stream, web, workspaces
 
 
@@ -27,6 +29,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment, with `config` overriding individual variables."""
     try:
         settings = load_config({**os.environ, **(config or {})})
+        streams_limit = stream_capacity(settings.values)
     except ConfigError as error:
         exit_on_config_error(error)
     app = base_app(__name__, service="core", max_body_bytes=settings.max_body_bytes, log_level=settings.log_level,
@@ -34,6 +37,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter
     cortex = build_services(settings)
     app.extensions["cortex"] = cortex
+    metrics.streams_limit(streams_limit)
     for blueprint in (accounts.bp, workspaces.bp, conversations.bp, messages.bp, stream.bp, cognition.bp, web.bp):
         app.register_blueprint(blueprint)
     install_cors(app, settings.cors_allowed_origins)  # before the limits: a preflight is not a sign-in

@@ -11,13 +11,43 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from urllib3.exceptions import ReadTimeoutError
+
 from common.client import ClientSettings, RetryPolicy
 from common.client.transport import Transport
-from common.errors import ServiceError
+from common.errors import ServiceError, ServiceTimeout, ServiceUnavailable
+
+# What went wrong with the language model, in a word (`cortex_provider_errors{kind}`): no answer in time;
+# not reachable (or a proxy in front said so); its stream broke off or ended before the reply was finished;
+# it refused the request (key, model, request: a 4xx) or its rate limit or quota (429); it answered with
+# another error (5xx, or a body that is no error we can read); a chunk we cannot read; an error it
+# reported in the middle of its stream.
+PROVIDER_FAILURES = ("timeout", "unavailable", "cut", "rejected", "rate_limited", "server_error", "bad_response",
+                     "model_error")
 
 
 class ProviderError(ServiceError):
+    """The language model failed the reply; `kind` is one of PROVIDER_FAILURES ("other" when not said)."""
+
     status, code, default_message = 502, "provider_error", "the reply generator failed"
+
+    def __init__(self, message: str | None = None, *, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def failure_kind(exc: ServiceError, streaming: bool) -> str:
+    """The PROVIDER_FAILURES word for an error the transport raised, before the stream opened or while it
+    was being read (`streaming`)."""
+    if isinstance(exc, ServiceTimeout) or isinstance(exc.__cause__, ReadTimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, ServiceUnavailable):
+        return "cut" if streaming else "unavailable"
+    if exc.status == 429:
+        return "rate_limited"
+    if 400 <= exc.status < 500:
+        return "rejected"
+    return "server_error"
 
 
 @dataclass(frozen=True)
@@ -119,9 +149,10 @@ class OpenAIGenerator:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         body = {"model": self.model, "messages": chat_messages(prompt), "stream": True}
-        finished = done = False
+        finished = done = streaming = False
         try:
             with self.transport.open_events(self.url, method="POST", json=body, headers=headers) as events:
+                streaming = True
                 for event in events:
                     # Read on to the end of the body after [DONE] (the server ends it at once), as the
                     # openai library does: only a connection read to its end goes back to the pool.
@@ -133,24 +164,28 @@ class OpenAIGenerator:
                     delta, finished = self._delta(event.data)
                     if delta:
                         yield delta
+        except ProviderError:
+            raise
         except ServiceError as exc:
             if done:
                 return  # the reply was whole; only the connection is lost
-            raise ProviderError(f"the language model failed: {exc.message}") from None
+            raise ProviderError(f"the language model failed: {exc.message}",
+                                kind=failure_kind(exc, streaming)) from None
         # Some compatible servers close after the finishing chunk without sending [DONE].
         if not (finished or done):
-            raise ProviderError("the language model's stream ended before the reply was finished")
+            raise ProviderError("the language model's stream ended before the reply was finished", kind="cut")
 
     @staticmethod
     def _delta(data: str) -> tuple[str, bool]:
         try:
             chunk = json.loads(data)
         except ValueError:
-            raise ProviderError("the language model sent a chunk that is not JSON") from None
+            raise ProviderError("the language model sent a chunk that is not JSON", kind="bad_response") from None
         if isinstance(chunk, dict) and "error" in chunk:
-            raise ProviderError(f"the language model reported an error: {str(chunk['error'])[:200]}")
+            raise ProviderError(f"the language model reported an error: {str(chunk['error'])[:200]}",
+                                kind="model_error")
         try:
             choice = chunk["choices"][0]
             return choice.get("delta", {}).get("content") or "", bool(choice.get("finish_reason"))
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise ProviderError("the language model sent a chunk without choices") from None
+            raise ProviderError("the language model sent a chunk without choices", kind="bad_response") from None

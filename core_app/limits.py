@@ -1,6 +1,8 @@
 """Limits on what callers may ask of the Core App: sign-in attempts per client address and per account
 (Flask-Limiter, counters in RATELIMIT_STORAGE_URI), sign-ins in progress per process, and expensive calls
-running at once per user."""
+running at once per user. Each refusal is counted in `cortex_rate_limit_refusals` under the lower-case
+name of the setting that sets the limit (auth_rate_limit_per_address, auth_rate_limit_per_account,
+sign_in_concurrency, search_concurrency_per_user)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from common import metrics
 from common.credentials import MAX_EMAIL_INPUT, normalize_email
 from common.errors import ServiceError, TooManyRequests, UnsupportedMediaType
 from common.server import read_json_object
@@ -86,6 +89,7 @@ class SignInGate:
     def hold(self) -> Iterator[None]:
         """One slot for the duration of the block, or TooManyRequests after waiting `wait` seconds."""
         if not self._slots.acquire(timeout=self.wait):
+            metrics.rate_limited("core", "sign_in_concurrency")
             raise TooManyRequests("too many sign-ins in progress on this server; try again shortly",
                                   {"limit": self.limit}, retry_after=1)
         self._running += 1
@@ -130,11 +134,13 @@ def install_limits(app: Flask, settings: CoreConfig, auth: Blueprint) -> Limiter
         if breached is not None:  # the storage rounds the reset up to a whole second: never past the window
             wait = min(breached.reset_at - time.time(), breached.limit.get_expiry())
         scope = "account" if exc.description == ACCOUNT_MESSAGE else "address"
+        metrics.rate_limited("core", f"auth_rate_limit_per_{scope}")
         return error_response(TooManyRequests(exc.description, {"per": scope}, retry_after=math.ceil(wait)))
 
     app.extensions["cortex.searches"] = KeyedSlots(
         settings.search_concurrency_per_user,
-        f"at most {settings.search_concurrency_per_user} searches at once per user; wait for one to finish")
+        f"at most {settings.search_concurrency_per_user} searches at once per user; wait for one to finish",
+        name="search_concurrency_per_user")
     # Each password check holds a connection to Memory while it hashes: a share of the pool, not all of it.
     app.extensions["cortex.sign_ins"] = SignInGate(settings.sign_in_concurrency, settings.sign_in_wait)
     return limiter

@@ -2,6 +2,9 @@
 
 Exactly one Core process replies to a stored message, whichever process (or retry) stored it: the reply
 begins by claiming the message from Memory (`claim_reply`), which says yes once per message ever.
+
+Counted here: events published by type, each reply's time to first text and to its end by outcome
+(REPLY_OUTCOMES), the language model's failures by kind, and refusals of the reply limits.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from common import metrics
 from common.errors import ServiceError, TooManyRequests
 from common.models import MAX_MESSAGE_CHARS
 from core_app.cognition import Cognition
 from core_app.events import EventLog, StreamUnavailable
-from core_app.generators import Generator, Prompt
+from core_app.generators import Generator, Prompt, ProviderError
 from core_app.memory import Memory
 from core_app.reply_pool import ReplyPool, Ticket
 
@@ -26,6 +30,14 @@ log = logging.getLogger(__name__)
 
 CONTEXT_LIMIT = 5
 HISTORY_TURNS = 20
+
+# The events a conversation's stream carries (`cortex_events_published{type}`; anything else is "other").
+EVENT_TYPES = frozenset({"message", "response.started", "response.delta", "response.completed", "warning", "error"})
+# How a reply this process claimed ended: stored and published; the language model failed; Memory or
+# Cognition failed it (the claim, or storing the reply); anything else (a bug, logged with its traceback).
+REPLY_OUTCOMES = ("completed", "provider_failed", "dependency_failed", "error")
+# The reply pool's refusals, named after their settings (REPLIES_PER_USER, REPLY_QUEUE).
+REPLY_LIMITS = frozenset({"replies_per_user", "reply_queue"})
 
 T = TypeVar("T")
 
@@ -60,12 +72,18 @@ class Replier:
     events: EventLog
     generator: Generator
     pool: ReplyPool = field(default_factory=ReplyPool)
+    provider: str = "builtin"  # LLM_PROVIDER: the label of the reply metrics
 
     def admit(self, user_id: str, idempotency_key: str | None = None) -> Ticket:
         """A place for the reply to a message about to be stored; `TooManyRequests` when this user, or
         this process, has as many replies in progress as allowed. Store the message inside the ticket's
         `with` block and hand the ticket to `accept`."""
-        return self.pool.admit(user_id, idempotency_key)
+        try:
+            return self.pool.admit(user_id, idempotency_key)
+        except TooManyRequests as exc:
+            limit = exc.details.get("limit")
+            metrics.rate_limited("core", limit if limit in REPLY_LIMITS else "replies")
+            raise
 
     def accept(self, user_id: str, message: dict, ticket: Ticket, replayed: bool | None = False) -> None:
         """Publish the stored user message and queue its reply on the ticket's place, unless another
@@ -98,22 +116,36 @@ class Replier:
         try:
             self.events.publish(conversation_id, event_type, data)
         except StreamUnavailable:
-            pass
+            return
+        metrics.event_published(event_type if event_type in EVENT_TYPES else "other")
 
     def _announce(self, user_id: str, message: dict, ticket: Ticket, *, claimed: bool) -> None:
+        accepted = time.monotonic()
         self.publish(message["conversation_id"], "message", message)
         try:
-            self.pool.start(ticket, lambda: self.reply(user_id, message, claimed=claimed))
+            self.pool.start(ticket, lambda: self.reply(user_id, message, claimed=claimed, accepted_at=accepted))
         except TooManyRequests as exc:
             # Only a retry that found no reply in progress after all, with the limits reached since.
             self.publish(message["conversation_id"], "error", {
                 "code": exc.code, "message": f"no reply to this message: {exc.message}", "in_reply_to": message["id"]})
 
-    def reply(self, user_id: str, message: dict, *, claimed: bool = False) -> None:
+    def reply(self, user_id: str, message: dict, *, claimed: bool = False, accepted_at: float | None = None) -> None:
         """Generate, stream and store the reply to `message`. Unless `claimed`, first claim the message, with
-        the recent turns in the same call, while the context is read, and stop silently on losing it."""
+        the recent turns in the same call, while the context is read, and stop silently on losing it.
+        Its times are measured from `accepted_at` (`time.monotonic()` when the message was accepted; now
+        without it), and recorded unless another process replies."""
+        began = time.monotonic() if accepted_at is None else accepted_at
+        ended = self._reply(user_id, message, claimed, began)
+        if ended is not None:
+            outcome, pieces = ended
+            metrics.reply_finished(self.provider, outcome, time.monotonic() - began, pieces)
+
+    def _reply(self, user_id: str, message: dict, claimed: bool, began: float) -> tuple[str, int] | None:
+        """The reply's work: how it ended (one of REPLY_OUTCOMES) and the text pieces it streamed, or None
+        when another process or request replies."""
         conversation_id = message["conversation_id"]
         response_id = uuid.uuid4().hex
+        parts: list[str] = []
 
         def publish(event_type: str, data: dict) -> None:
             self.publish(conversation_id, event_type, data)
@@ -127,7 +159,7 @@ class Replier:
             else:
                 claim = self.memory.claim_reply(user_id, message["id"], recent=HISTORY_TURNS)
                 if not claim.claimed:
-                    return  # another process or request replies to it
+                    return None  # another process or request replies to it
                 turns = claim.recent
                 history = lambda: turns  # noqa: E731 - the same shape as the lookup's result
             publish("response.started", {"response_id": response_id, "in_reply_to": message["id"]})
@@ -135,8 +167,9 @@ class Replier:
             if warning is not None:
                 publish("warning", warning)
             prompt = Prompt(message["content"], items, history(), sender_id=message.get("sender_id"))
-            parts = []
             for delta in self.generator.stream(prompt):
+                if not parts:
+                    metrics.reply_first_token(self.provider, time.monotonic() - began)
                 parts.append(delta)
                 publish("response.delta", {"response_id": response_id, "delta": delta})
                 # Let the streams write between deltas (a yield to the hub under gevent), so a fast
@@ -149,13 +182,19 @@ class Replier:
                                              idempotency_key=f"reply-{response_id}").body()
             publish("response.completed", {"response_id": response_id, "message": stored})
             publish("message", stored)
+            return "completed", len(parts)
         except ServiceError as exc:
             log.warning("reply %s failed: %s %s", response_id, exc.code, exc.message)
             publish("error", {"code": exc.code, "message": exc.message, "response_id": response_id})
+            if isinstance(exc, ProviderError):
+                metrics.provider_failed(self.provider, exc.kind)
+                return "provider_failed", len(parts)
+            return "dependency_failed", len(parts)
         except Exception:
             log.exception("reply %s failed", response_id)
             publish("error", {"code": "internal_error", "message": "the reply failed; see the server log",
                               "response_id": response_id})
+            return "error", len(parts)
 
     def _context(self, user_id: str, message: dict) -> tuple[list[dict], dict | None]:
         """Context items for the reply, and the warning to publish when Cognition could not give any."""

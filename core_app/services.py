@@ -52,7 +52,7 @@ def build_services(settings: CoreConfig) -> Services:
     monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
     memory_facade, cognition_facade = Memory(memory), Cognition(cognition)
     replier = Replier(memory_facade, cognition_facade, events, build_generator(settings),
-                      ReplyPool(settings.reply_limits))
+                      ReplyPool(settings.reply_limits), provider=settings.llm_provider)
     tokens = TokenIssuer(settings.jwt_secret, settings.jwt_expires_seconds, settings.stream_ticket_seconds)
     # A closed stream frees its slot once the next heartbeat finds the client gone.
     slots = stream_slots(settings.streams_per_user, retry_after=max(1, math.ceil(settings.heartbeat_seconds)))

@@ -6,14 +6,17 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from common import metrics
 from common.errors import TooManyRequests
 
 
 class KeyedSlots:
     """At most `limit` slots held at once for each key; one more is refused at once with 429 (`refusal`,
-    Retry-After `retry_after` seconds) rather than queued, so one user cannot hold what all users share."""
+    Retry-After `retry_after` seconds) rather than queued, so one user cannot hold what all users share.
+    Refusals are counted as `cortex_rate_limit_refusals{limit=name}` (the setting's name, lower case)."""
 
-    def __init__(self, limit: int, refusal: str, retry_after: int = 1) -> None:
+    def __init__(self, limit: int, refusal: str, retry_after: int = 1, *, name: str) -> None:
+        self.name = name
         self.limit = limit
         self.refusal = refusal
         self.retry_after = retry_after
@@ -31,6 +34,7 @@ class KeyedSlots:
         with self._lock:
             held = self._held.get(key, 0)
             if held >= self.limit:
+                metrics.rate_limited("core", self.name)
                 raise TooManyRequests(self.refusal, {"limit": self.limit}, retry_after=self.retry_after)
             self._held[key] = held + 1
         released = False

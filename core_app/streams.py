@@ -3,18 +3,36 @@ stream whose token expired or whose reader lost access to the conversation (SPEC
 
 from __future__ import annotations
 
+import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from common import metrics
+from common.config import Env
 from common.errors import Forbidden, NotFound, ServiceError, Unauthorized
 from common.sse import Event
 from core_app.slots import KeyedSlots
 
+# gunicorn.conf.py's default for the gevent worker's greenlet slots (connections) per process.
+WORKER_CONNECTIONS = 12000
+
 
 def stream_slots(per_user: int, retry_after: int) -> KeyedSlots:
     """Open streams per user in this process; one user cannot hold every connection of the worker."""
-    return KeyedSlots(per_user, f"at most {per_user} open streams per user; close one first", retry_after)
+    return KeyedSlots(per_user, f"at most {per_user} open streams per user; close one first", retry_after,
+                      name="streams_per_user")
+
+
+def stream_capacity(values: Mapping[str, str]) -> int:
+    """How many output streams this process can hold at once: each holds one of the gevent worker's
+    WORKER_CONNECTIONS slots (connections) and one file descriptor for its whole life, so the lower of
+    WORKER_CONNECTIONS and the open-files limit. Ordinary calls share both, so this is an upper bound."""
+    capacity = Env(values).int("WORKER_CONNECTIONS", WORKER_CONNECTIONS, minimum=1)
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if open_files != resource.RLIM_INFINITY:
+        capacity = min(capacity, open_files)
+    return capacity
 
 
 # Refusals that mean the reader has lost the conversation; anything else (Memory busy or down) is not
@@ -85,14 +103,29 @@ class StreamGuard:
         self.checks.allowed_now(self.user_id, self.conversation_id)
 
     def __call__(self) -> Event | None:
+        reason = self._ending()
+        if reason is None:
+            return None
+        metrics.subscriber_cut(reason)
+        return end_event(reason, ENDINGS[reason])
+
+    def _ending(self) -> str | None:
         if self.wall_clock() >= self.expires_at:
-            return end_event("token_expired", "the access token has expired; sign in again and reconnect")
+            return "token_expired"
         refused = self.checks.refusal(self.user_id, self.conversation_id)
         if isinstance(refused, Unauthorized):
-            return end_event("unauthorized", "the user of this token no longer exists")
+            return "unauthorized"
         if refused is not None:
-            return end_event("forbidden", "you no longer have access to this conversation")
+            return "forbidden"
         return None
+
+
+# Why the guard ends a stream (the `error` event's code, and the reason it is counted by), and what it says.
+ENDINGS = {
+    "token_expired": "the access token has expired; sign in again and reconnect",
+    "unauthorized": "the user of this token no longer exists",
+    "forbidden": "you no longer have access to this conversation",
+}
 
 
 def end_event(code: str, message: str) -> Event:

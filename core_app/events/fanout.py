@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from common import metrics
 from core_app.events.stored import Backlog, Position, StoredEvent
 
 
@@ -187,24 +188,30 @@ class FanOut:
                     del self._listeners[conversation_id]
             listeners.bell.ring()
         for sub in dropped:
-            if sub.overflowed and sub.on_overflow is not None:
-                sub.on_overflow()
+            if sub.overflowed:
+                metrics.subscriber_cut("overflow")
+                if sub.on_overflow is not None:
+                    sub.on_overflow()
 
-    def end_all(self, notice: Callable[[Position], StoredEvent]) -> int:
+    def end_all(self, notice: Callable[[Position], StoredEvent], reason: str) -> int:
         """End every local subscription after the events it holds, with `notice(position)` (an event that
         leaves the client's Last-Event-ID as it was) as its last: a shared log that lost its engine can
-        no longer promise them the next event. Returns how many were ended."""
+        no longer promise them the next event. Returns how many were ended (counted as cut for `reason`)."""
         with self._lock:
             listeners, self._listeners = self._listeners, {}
         ended = 0
         for group in listeners.values():
             for sub in group.subscribers:
+                if sub.ended:
+                    continue
                 last = sub.buffer[-1].id if sub.buffer else sub._position
-                if last is not None and not sub.ended:
+                if last is not None:
                     sub.buffer.append(notice(last))
                 sub.ended = True
                 ended += 1
             group.bell.ring()
+        if ended:
+            metrics.subscriber_cut(reason, ended)
         return ended
 
     def remove(self, sub: LocalSubscription) -> None:

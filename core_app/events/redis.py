@@ -144,7 +144,7 @@ class RedisEventLog(EventLog):
         # Forget what the reader follows before ending the streams: a subscriber added after the end
         # then sets its own cursor and is followed again.
         self.reader.reset()
-        self.fanout.end_all(unavailable_notice)
+        self.fanout.end_all(unavailable_notice, reason="stream_unavailable")
 
     def close(self) -> None:
         """Stop the reader and close the connections (tests; a worker simply exits)."""
