@@ -11,6 +11,7 @@ from werkzeug.routing import BaseConverter
 from common import metrics
 from common.config import ConfigError, exit_on_config_error
 from common.server import base_app, health_blueprint, stats_blueprint
+from common.server.metrics import adopt_live_metrics
 from core_app.config import load_config
 from core_app.cors import install_cors
 from core_app.limits import install_limits
@@ -38,6 +39,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     cortex = build_services(settings)
     app.extensions["cortex"] = cortex
     metrics.streams_limit(streams_limit)
+    for embedded in cortex.embedded:  # single-process mode: this /metrics also reports Memory's database size
+        adopt_live_metrics(app, embedded)
     for blueprint in (accounts.bp, workspaces.bp, conversations.bp, messages.bp, stream.bp, cognition.bp, web.bp):
         app.register_blueprint(blueprint)
     install_cors(app, settings.cors_allowed_origins)  # before the limits: a preflight is not a sign-in

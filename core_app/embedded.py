@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from flask import Flask
 from werkzeug.utils import import_string
 
 from common.client import ServiceClient, WSGIAdapter
@@ -22,7 +23,8 @@ def embedded_values(values: Mapping[str, str]) -> dict[str, str]:
     return {**values, "CORTEX_IN_PROCESS": "true"}
 
 
-def mount_embedded_services(settings: object, memory: ServiceClient, cognition: ServiceClient) -> None:
+def mount_embedded_services(settings: object, memory: ServiceClient, cognition: ServiceClient) -> tuple[Flask, ...]:
+    """Build Memory and Cognition in this process, route the clients to them, and return the two apps."""
     values: Mapping[str, str] = settings.values  # type: ignore[attr-defined]
     overrides = {**embedded_values(values), "MEMORY_SERVICE_URL": memory.base_url}
     memory_app = import_string(MEMORY_APP)(overrides)
@@ -38,3 +40,4 @@ def mount_embedded_services(settings: object, memory: ServiceClient, cognition: 
     indexer = cognition_app.extensions.get("cortex.indexer")
     if indexer is not None:
         indexer.start()
+    return memory_app, cognition_app

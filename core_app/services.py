@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import Flask, current_app
 
 from common.client import DependencyMonitor, ServiceClient
 from core_app.cognition import Cognition
@@ -32,6 +32,7 @@ class Services:
     monitor: DependencyMonitor
     stream_slots: KeyedSlots
     access_checks: AccessChecks
+    embedded: tuple[Flask, ...] = ()  # single-process mode: the Memory and Cognition apps inside this one
 
 
 def build_generator(settings: CoreConfig) -> Generator:
@@ -46,8 +47,7 @@ def build_services(settings: CoreConfig) -> Services:
     memory = ServiceClient("memory", settings.memory_url, token=settings.service_token, settings=settings.client)
     cognition = ServiceClient("cognition", settings.cognition_url, token=settings.service_token,
                               settings=settings.client)
-    if not settings.distributed:
-        mount_embedded_services(settings, memory, cognition)
+    embedded = () if settings.distributed else mount_embedded_services(settings, memory, cognition)
     events = open_event_log(settings)
     monitor = DependencyMonitor({"memory": memory, "cognition": cognition}, settings.health_interval)
     memory_facade, cognition_facade = Memory(memory), Cognition(cognition)
@@ -57,7 +57,8 @@ def build_services(settings: CoreConfig) -> Services:
     # A closed stream frees its slot once the next heartbeat finds the client gone.
     slots = stream_slots(settings.streams_per_user, retry_after=max(1, math.ceil(settings.heartbeat_seconds)))
     checks = AccessChecks(memory_facade.check_access, settings.stream_access_check_seconds)
-    return Services(settings, memory_facade, cognition_facade, events, tokens, replier, monitor, slots, checks)
+    return Services(settings, memory_facade, cognition_facade, events, tokens, replier, monitor, slots, checks,
+                    embedded)
 
 
 def services() -> Services:

@@ -72,6 +72,12 @@ def add_live_metrics(app: Flask, collect: metrics.Collect) -> None:
     app.extensions.setdefault(LIVE, []).append(collect)
 
 
+def adopt_live_metrics(app: Flask, other: Flask) -> None:
+    """Have `app`'s `/metrics` also report `other`'s scrape-time figures (an app running inside `app`)."""
+    for collect in other.extensions.get(LIVE, ()):
+        add_live_metrics(app, collect)
+
+
 def install_metrics(app: Flask, service: str, settings: MetricsSettings) -> None:
     """Count and time every request `app` answers, and serve `/metrics`; nothing at all when disabled.
     Call it before any other request hook, so a request another hook answers is timed too."""
