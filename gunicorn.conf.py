@@ -37,6 +37,11 @@ graceful_timeout = 4
 # client hold a connection for ever by trickling its headers.
 keepalive = whole_number("GUNICORN_KEEPALIVE", 5)
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# gunicorn's default access line, then its time in milliseconds and the request id and trace id the app
+# left in the WSGI environ (common/request_ids.py; `-` for a request the app never saw), so the line joins
+# the app's own lines for the same request. With LOG_FORMAT=json the logger writes JSON instead.
+access_log_format = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms '
+                     "request_id=%({cortex.request_id}e)s trace=%({cortex.trace_id}e)s")
 # gunicorn's logger, with `?access_token=`, `?ticket=` and similar query values written as [redacted].
 logger_class = "common.serving.worker.RedactingLogger"
 errorlog = "-"

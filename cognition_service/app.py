@@ -29,8 +29,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     except ConfigError as error:
         exit_on_config_error(error)
     app = base_app(__name__, service="cognition", max_body_bytes=settings.max_body_bytes,
-                   log_level=settings.log_level,
-                   metrics=settings.metrics)
+                   log_level=settings.log_level, log_format=settings.log_format, metrics=settings.metrics)
     memory = ServiceClient("memory", settings.memory_service_url, token=settings.service_token,
                            settings=settings.client)
     monitor = DependencyMonitor({"memory": memory}, settings.health_interval)

@@ -9,6 +9,7 @@ from typing import Any
 from cognition_service.analysis import AnalysisLimits
 from common.client import ClientSettings
 from common.config import ConfigError, Env
+from common.logs import LOG_FORMATS
 from common.mcp import AllowedOrigins, parse_allowed_origins
 from common.server.auth import allowed_hosts_setting, service_token_setting
 from common.server.metrics import MetricsSettings
@@ -26,6 +27,7 @@ class CognitionConfig:
     in_process: bool
     health_interval: float
     log_level: str
+    log_format: str
     metrics: MetricsSettings
     max_body_bytes: int
     client: ClientSettings
@@ -58,6 +60,7 @@ def load_config(values: Mapping[str, str] | None = None) -> CognitionConfig:
         # 0 turns the background probe off (unit tests); the breaker then learns from calls alone.
         health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
         log_level=env.log_level(),
+        log_format=env.choice("LOG_FORMAT", "text", LOG_FORMATS),
         metrics=MetricsSettings.from_env(env),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         client=ClientSettings.from_env(env),

@@ -34,7 +34,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     except ConfigError as error:
         exit_on_config_error(error)
     app = base_app(__name__, service="core", max_body_bytes=settings.max_body_bytes, log_level=settings.log_level,
-                   metrics=settings.metrics)
+                   log_format=settings.log_format, metrics=settings.metrics)
     app.url_map.converters["id"] = IdConverter
     cortex = build_services(settings)
     app.extensions["cortex"] = cortex

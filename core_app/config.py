@@ -16,6 +16,7 @@ from limits.storage import storage_from_string
 
 from common.client import ClientSettings
 from common.config import ConfigError, Env
+from common.logs import LOG_FORMATS
 from common.server.auth import check_strong, is_loopback_host, service_token_setting
 from common.server.cors import parse_origins
 from common.server.metrics import MetricsSettings
@@ -61,6 +62,7 @@ class CoreConfig:
     health_interval: float
     max_body_bytes: int
     log_level: str
+    log_format: str
     metrics: MetricsSettings
     debug_stats: bool
     auth_rate_limit_per_address: str
@@ -201,6 +203,7 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
         health_interval=env.float("HEALTH_INTERVAL_SECONDS", 5.0, minimum=0),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         log_level=env.log_level(),
+        log_format=env.choice("LOG_FORMAT", "text", LOG_FORMATS),
         metrics=MetricsSettings.from_env(env),
         debug_stats=env.bool("DEBUG_STATS", False),
         auth_rate_limit_per_address=rate_limit(env, "AUTH_RATE_LIMIT_PER_ADDRESS", "30/minute;300/hour"),

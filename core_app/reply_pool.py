@@ -8,6 +8,7 @@ not stored after all.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import threading
@@ -80,7 +81,7 @@ class ReplyPool:
         self.limits = limits or ReplyLimits()
         self.clock = clock
         self._lock = threading.Lock()
-        self._waiting: deque[tuple[_Place, Callable[[], None]]] = deque()
+        self._waiting: deque[tuple[_Place, contextvars.Context, Callable[[], None]]] = deque()
         self._by_user: Counter[str] = Counter()
         self._by_key: dict[str, _Place] = {}  # places held by requests that sent an idempotency key
         self._admitted = 0
@@ -104,7 +105,10 @@ class ReplyPool:
     def start(self, ticket: Ticket, work: Callable[[], None]) -> None:
         """Run `work` when a worker is free, then give the place back. Should a reply already be started
         on the ticket's place (a retry that found a message of its own), this takes another place, which
-        may raise `TooManyRequests`."""
+        may raise `TooManyRequests`.
+
+        `work` runs in a copy of the caller's context (a worker starts with an empty one), so the reply logs
+        under the request's id and trace and passes them on to Memory and Cognition."""
         with self._lock:
             place = ticket.place
             if place.started:
@@ -113,7 +117,7 @@ class ReplyPool:
                 place = ticket.place = fresh
                 place.holders += 1
             place.started = True
-            self._waiting.append((place, work))
+            self._waiting.append((place, contextvars.copy_context(), work))
             spawn = self._workers < self.limits.concurrency
             if spawn:
                 self._workers += 1
@@ -174,16 +178,21 @@ class ReplyPool:
                 if not self._waiting:
                     self._workers -= 1
                     return
-                place, work = self._waiting.popleft()
+                place, context, work = self._waiting.popleft()
                 self._running += 1
             began = self.clock()
             try:
-                work()
-            except Exception:  # the work reports its own failures; this keeps the worker alive
-                log.exception("a reply failed outside its own error handling")
+                context.run(_run_reply, work)
             finally:
                 seconds = self.clock() - began
                 with self._lock:
                     self._running -= 1
                     self._typical_seconds = 0.8 * self._typical_seconds + 0.2 * seconds
                     self._release(place)
+
+
+def _run_reply(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:  # the work reports its own failures; this keeps the worker alive
+        log.exception("a reply failed outside its own error handling")

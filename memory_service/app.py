@@ -27,8 +27,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     except ConfigError as error:
         exit_on_config_error(error)
     app = base_app(__name__, service="memory", max_body_bytes=settings.max_body_bytes,
-                   log_level=settings.log_level,
-                   metrics=settings.metrics)
+                   log_level=settings.log_level, log_format=settings.log_format, metrics=settings.metrics)
     try:
         store = open_store(settings)
     except StoreUnavailable as exc:  # one line naming the setting, as `python -m memory_service` says it

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.config import Env
+from common.logs import LOG_FORMATS
 from common.mcp import AllowedOrigins, parse_allowed_origins
 from common.models import DEFAULT_MAX_METADATA_BYTES
 from common.server.auth import allowed_hosts_setting, service_token_setting
@@ -25,6 +26,7 @@ class MemoryConfig:
     allowed_hosts: tuple[str, ...]
     in_process: bool
     log_level: str
+    log_format: str
     metrics: MetricsSettings
     max_body_bytes: int
     db_pool_size: int
@@ -55,6 +57,7 @@ def load_config(values: Mapping[str, str] | None = None) -> MemoryConfig:
         allowed_hosts=allowed_hosts_setting(env),
         in_process=in_process,
         log_level=env.log_level(),
+        log_format=env.choice("LOG_FORMAT", "text", LOG_FORMATS),
         metrics=MetricsSettings.from_env(env),
         max_body_bytes=env.int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024),
         db_pool_size=env.int("DB_POOL_SIZE", 8, minimum=1, maximum=10),

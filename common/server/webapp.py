@@ -1,4 +1,5 @@
-"""The Flask app every service starts from: body limit, metrics, request ids, logging, one error shape."""
+"""The Flask app every service starts from: body limit, metrics, request ids and traces, logging, one error
+shape."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from common.server.http_errors import register_error_handlers
 from common.server.metrics import MetricsSettings, install_metrics
 
 
-def base_app(import_name: str, *, service: str, max_body_bytes: int, log_level: str,
+def base_app(import_name: str, *, service: str, max_body_bytes: int, log_level: str, log_format: str = "text",
              metrics: MetricsSettings | None = None) -> Flask:
     app = Flask(import_name)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     # A `//` in a path would otherwise be a 308 redirect to the merged path, not an answer in our shape.
     app.url_map.merge_slashes = False
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    configure_logging(log_level, service)
+    configure_logging(log_level, service, log_format)
     install_metrics(app, service, metrics or MetricsSettings())  # first: it times what later hooks answer
     install_request_ids(app)
     register_error_handlers(app)

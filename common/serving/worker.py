@@ -1,14 +1,16 @@
 """The gevent worker, answering requests gunicorn refuses itself (over-long request lines or headers,
 malformed HTTP) in the JSON error shape instead of gunicorn's HTML page; and the logger that keeps
-credentials sent in URLs out of the logs.
+credentials sent in URLs out of the logs and writes JSON lines under `LOG_FORMAT=json`.
 
 Used by gunicorn.conf.py as `worker_class` and `logger_class`. The master imports this module too,
-before gevent patches anything, so it imports only gunicorn and the standard library here.
+before gevent patches anything, so it imports only gunicorn, the standard library and the parts of ours
+made of nothing else (connection limits, log formats) here.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 from typing import Any
@@ -18,6 +20,7 @@ from gunicorn import util
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventWorker
 
+from common import logs
 from common.serving.connection_limits import (
     AddressCounter,
     ConnectionLimits,
@@ -107,14 +110,55 @@ def redact(text: str) -> str:
     return _SECRET_QUERY.sub(r"\1" + REDACTED, text) if "=" in text else text
 
 
+# The app module each service's gunicorn serves, and the service name its log lines carry.
+SERVICES = {"core_app": "core", "memory_service": "memory", "cognition_service": "cognition"}
+
+
+def service_name(app_uri: str | None) -> str:
+    """`core` for `core_app.app:create_app()`, and so on; the module's own name for any other app."""
+    module = (app_uri or "").split(":", 1)[0].split(".", 1)[0]
+    return SERVICES.get(module, module or "gunicorn")
+
+
 class RedactingLogger(Logger):
     """gunicorn's logger, with credentials in request URLs (access log lines, and the error log's
-    "Error handling request" lines) replaced by `[redacted]`."""
+    "Error handling request" lines) replaced by `[redacted]`; with `LOG_FORMAT=json`, its access and
+    error lines are JSON objects like the app's own (common/logs.py)."""
+
+    def setup(self, cfg) -> None:  # type: ignore[no-untyped-def]
+        super().setup(cfg)
+        # Read from the environment, as the master reads this before any service's configuration; a
+        # value the service refuses stops its workers at start anyway.
+        self.json_lines = os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
+        if self.json_lines:
+            formatter = logs.JsonFormatter(service_name(cfg.proc_name))
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    if getattr(handler, "_gunicorn", False):
+                        handler.setFormatter(formatter)
 
     def atoms(self, resp, req, environ, request_time) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         atoms = super().atoms(resp, req, environ, request_time)
         # Every atom: the request line and query (r, q), the Referer (f), and the {...}e environ values.
         return {name: redact(value) if isinstance(value, str) else value for name, value in atoms.items()}
+
+    def access(self, resp, req, environ, request_time) -> None:  # type: ignore[no-untyped-def]
+        """The access line; as JSON, the redacted request line as its message and the request's id, trace
+        id and route as the app left them in the environ (common/request_ids.py), null if it never saw it."""
+        if not self.json_lines:
+            super().access(resp, req, environ, request_time)
+            return
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        try:
+            status = int(str(atoms["s"]).split(None, 1)[0])
+        except ValueError:
+            status = None
+        self.access_log.info(atoms["r"], extra={
+            "request_id": environ.get(logs.ENVIRON_REQUEST_ID), "trace_id": environ.get(logs.ENVIRON_TRACE_ID),
+            "route": environ.get(logs.ENVIRON_ROUTE), "method": atoms["m"], "status": status,
+            "duration_ms": round(request_time.total_seconds() * 1000, 3), "remote_addr": atoms["h"]})
 
     def error(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().error(msg, *_redacted(args), **kwargs)

@@ -3,6 +3,8 @@ process, given back when the message is not stored or its reply ends; at most `c
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +12,7 @@ from contextlib import ExitStack
 
 import pytest
 
+from common import logs, tracing
 from common.errors import TooManyRequests
 from core_app.reply_pool import ReplyLimits, ReplyPool, Ticket
 
@@ -117,6 +120,40 @@ def test_a_failing_reply_gives_its_place_back_and_the_worker_goes_on():
     assert done.wait(5)
     wait_for(lambda: pool.stats()["admitted"] == 0)
 
+
+
+def test_a_reply_runs_in_the_trace_of_the_request_that_started_it_and_logs_its_failure_there():
+    """A worker starts with an empty context; the reply still logs under, and passes on, its request's trace."""
+    pool = ReplyPool(ReplyLimits(concurrency=1, queue=5, per_user=5))
+    traces = [tracing.begin(None, None, f"req-{n}") for n in range(2)]
+    seen: list[tracing.Trace | None] = []
+    done = threading.Event()
+
+    def broken() -> None:
+        seen.append(tracing.current())
+        raise RuntimeError("not handled by the reply itself")
+
+    def request(trace: tracing.Trace, work: Callable[[], None]) -> None:
+        tracing.enter(trace)
+        with pool.admit("alice") as ticket:
+            pool.start(ticket, work)
+
+    failures: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.addFilter(logs.TraceIds())  # what each service's log handler adds
+    handler.emit = failures.append  # type: ignore[method-assign]
+    logger = logging.getLogger("core_app.reply_pool")
+    logger.addHandler(handler)
+    try:
+        contextvars.Context().run(request, traces[0], broken)
+        contextvars.Context().run(request, traces[1], lambda: (seen.append(tracing.current()), done.set()))
+        assert done.wait(5)
+    finally:
+        logger.removeHandler(handler)
+    assert seen == traces  # one worker ran both, each in its own request's trace
+    assert len(failures) == 1 and failures[0].exc_info
+    assert (failures[0].request_id, failures[0].trace_id) == ("req-0", traces[0].trace_id)
+    assert tracing.current() is None
 
 def started_and_held(pool: ReplyPool, user: str, key: str | None, gate: Gate) -> Ticket:
     with pool.admit(user, key) as ticket:
