@@ -9,6 +9,7 @@ Counted here: events published by type, each reply's time to first text and to i
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -44,7 +45,8 @@ T = TypeVar("T")
 
 def in_background(work: Callable[[], T]) -> Callable[[], T]:
     """Start `work` on its own thread (a greenlet under gunicorn's gevent worker, where threading is
-    patched); the function returned waits for its result, or raises what it raised."""
+    patched), in a copy of this context (a new thread starts with an empty one: its calls would carry no
+    trace); the function returned waits for its result, or raises what it raised."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -53,7 +55,7 @@ def in_background(work: Callable[[], T]) -> Callable[[], T]:
         except BaseException as exc:  # handed to the caller, which reports it
             outcome["error"] = exc
 
-    thread = threading.Thread(target=run, daemon=True, name="reply-lookup")
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True, name="reply-lookup")
     thread.start()
 
     def result() -> T:
