@@ -54,6 +54,7 @@ class JsonErrorGeventWorker(GeventWorker):
         """Serve the connection unless its address already holds its cap of open connections."""
         address = peer_address(addr)
         if not self.connections.acquire(address):
+            count_refusal(getattr(self.app, "app_uri", None))  # first: the refusal waits for the client to go
             refuse_connection(client, self.limits.cap_for(address))
             return
         try:
@@ -73,6 +74,19 @@ class JsonErrorGeventWorker(GeventWorker):
             finish_answered(sock)
             raise StopIteration()
         return bool(served)
+
+
+SERVICES = {"core_app": "core", "memory_service": "memory", "cognition_service": "cognition"}
+
+
+def count_refusal(app_uri: str | None) -> None:
+    """Count a connection refused for its address's cap as the service's rate-limit refusal. Imported here,
+    not at the top: the master imports this module before gevent patches anything, and the app (loaded by
+    then in this worker) has imported the metrics already."""
+    from common import metrics
+
+    package = str(app_uri or "").partition(".")[0].partition(":")[0]
+    metrics.rate_limited(SERVICES.get(package, "other"), "max_connections_per_address")
 
 
 def refuse_connection(client: Any, cap: int) -> None:

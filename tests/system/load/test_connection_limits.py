@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import select
 import socket
 import time
@@ -108,3 +109,12 @@ def test_one_address_with_more_idle_connections_than_the_pool_cannot_lock_out_an
         assert answer.status == 429 and answer.getheader("Retry-After") == "1"
         assert json.loads(answer.read())["error"]["code"] == "too_many_connections"
         same.close()
+
+        # Each refusal is counted as the Core's rate-limit refusal (read from another loopback address).
+        other = http.client.HTTPConnection("127.0.0.1", core.port, timeout=2, source_address=(OTHER_CLIENT, 0))
+        other.request("GET", "/metrics")
+        scraped = other.getresponse().read().decode()
+        other.close()
+        counted = re.search(r'^cortex_rate_limit_refusals_total\{limit="max_connections_per_address",service="core"\} '
+                            r'([0-9.]+)$', scraped, re.M)
+        assert counted is not None and float(counted.group(1)) >= len(idle) - CAP + 1, scraped[-3000:]
