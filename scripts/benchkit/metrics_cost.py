@@ -107,7 +107,7 @@ def rows(label: str, turns: Turns, calls: int) -> list[Result]:
                note=f"rounds {' / '.join(f'{r * 100:.1f}' for r in ratios)} %; {calls:,} calls a turn from {CALLERS} "
                     f"keep-alive callers, on and off in turns; load average {turns.load[0]:.1f} before, "
                     f"{turns.load[1]:.1f} after"),
-        Result(SCENARIO, f"{label}, services' CPU per call, on − off", cpu_on - cpu_off, "µs", "reference", True,
+        Result(SCENARIO, f"{label}, CPU per call, on − off", cpu_on - cpu_off, "µs", "reference", True,
                [on - off for on, off in zip(totals["on"], totals["off"], strict=True)],
                note=f"on {cpu_on:.0f} µs, off {cpu_off:.0f} µs ({(cpu_on / cpu_off - 1) * 100:+.1f} %; {by_role}): "
                     "gunicorn masters and workers, user + system, medians of the rounds"),
@@ -196,11 +196,11 @@ def metrics_cost(log_dir: Path, rounds: int, calls: int) -> list[Result]:
         _check_switch({side: stacks[side].core.port for side in SIDES})
         users = {side: User(stacks[side].core.url) for side in SIDES}
         conversations = {side: users[side].conversation() for side in SIDES}
-        memory = Workload("Memory get_conversation tool, 1 worker", {s: stacks[s].memory.port for s in SIDES},
+        memory = Workload("Memory get_conversation, 1 worker", {s: stacks[s].memory.port for s in SIDES},
                           {s: post_json("/tool/get_conversation", {"arguments": {
                               "user_id": users[s].user_id, "conversation_id": conversations[s]}}) for s in SIDES},
                           {s: {"memory": stacks[s].memory} for s in SIDES})
-        core = Workload("Core GET /v1/conversation/<id> (calls Memory), 1 worker each",
+        core = Workload("Core GET /v1/conversation/<id> → Memory, 1 worker",
                         {s: stacks[s].core.port for s in SIDES},
                         {s: get(f"/v1/conversation/{conversations[s]}", users[s].headers) for s in SIDES},
                         {s: {"core": stacks[s].core, "memory": stacks[s].memory} for s in SIDES})
@@ -235,7 +235,7 @@ def _two_workers(log_dir: Path, rounds: int, calls: int) -> list[Result]:
                                                           "topic": "t"})["conversation"]["id"]
             requests[side] = post_json("/tool/get_conversation", {"arguments": {"user_id": user,
                                                                                 "conversation_id": conv}})
-        memory = Workload("Memory get_conversation tool, 2 workers", {s: services[s].port for s in SIDES}, requests,
+        memory = Workload("Memory get_conversation, 2 workers", {s: services[s].port for s in SIDES}, requests,
                           {s: {"memory": services[s]} for s in SIDES})
         return [*_measure([memory], rounds, calls), _scrape("Memory, 2 workers", services["on"].port)]
     finally:
