@@ -176,8 +176,8 @@ def _scrape(label: str, port: int) -> Result:
         conn.close()
     series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     # A scenario of its own per service, so that the chart draws each scrape's distribution under its name.
-    return Result(f"metrics scrape, {label}", "one GET /metrics, median", median(times), "ms", "reference", True,
-                  samples=times,
+    return Result(f"metrics scrape, {label}", f"one GET /metrics on {label}, median", median(times), "ms",
+                  "reference", True, samples=times,
                   note=f"p95 {percentile(times, 0.95):.1f} ms; {len(body):,} bytes, {series} samples; "
                        f"{SCRAPES} scrapes one after the other")
 
