@@ -8,6 +8,7 @@ scenario, prints a table against the targets, writes bench-results.json and draw
     python scripts/bench.py --only stores   # SQLite against PostgreSQL (skipped without a server)
     python scripts/bench.py --only context-quality --locomo PATH   # recall on a LoCoMo file (opt-in)
     python scripts/bench.py --only context-scale   # get_context at 100,000 messages (opt-in, ~5 minutes)
+    python scripts/bench.py --only metrics --output /tmp/metrics.json --chart /tmp/metrics.png   # metrics on vs off
 
 Every load loop is bounded in count and time and talks to 127.0.0.1 only.
 """
@@ -29,18 +30,32 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from benchkit import chart, context_scale, locomo, micro, replies, scaleout, scaleturns, services, stores, streams  # noqa: E402
+from benchkit import (  # noqa: E402
+    chart,
+    context_scale,
+    locomo,
+    metrics_cost,
+    micro,
+    replies,
+    scaleout,
+    scaleturns,
+    services,
+    stores,
+    streams,
+)
 from benchkit.procs import raise_file_limit  # noqa: E402
 from benchkit.results import Result  # noqa: E402
 
 FULL = {"rounds": 3, "seconds": 4.0, "idle": 1000, "latency_samples": 150, "streams": 10_000, "broadcasts": 3,
         "history": 6000, "queries": 300, "failfast": 300, "ttft": 25,
         "many": 200, "scale_idle": 1000, "scale_samples": 200, "scale_streams": 20_000,
-        "scale_broadcasts": 3, "scale_user_messages": 100_000, "scale_other_messages": 1_000_000}
+        "scale_broadcasts": 3, "scale_user_messages": 100_000, "scale_other_messages": 1_000_000,
+        "metrics_rounds": 10, "metrics_calls": 2000}
 QUICK = {"rounds": 1, "seconds": 1.0, "idle": 300, "latency_samples": 30, "streams": 1000, "broadcasts": 1,
          "history": 500, "queries": 50, "failfast": 50, "ttft": 5,
          "many": 50, "scale_idle": 1000, "scale_samples": 30, "scale_streams": 2000,
-         "scale_broadcasts": 1, "scale_user_messages": 20_000, "scale_other_messages": 200_000}
+         "scale_broadcasts": 1, "scale_user_messages": 20_000, "scale_other_messages": 200_000,
+         "metrics_rounds": 3, "metrics_calls": 1000}
 
 
 # Run only when named in --only: a file the project does not ship, or minutes of data building.
@@ -71,6 +86,8 @@ def scenarios(p: dict, work: Path, locomo_path: str | None = None) -> dict:
         "context-scale": lambda: context_scale.context_scale(work, p["scale_user_messages"], p["scale_other_messages"]),
         # Issue 14: how soon a message stored at an ordinary rate can be found by meaning.
         "embedding-lag": lambda: context_scale.embedding_lag(work),
+        # Issue 16: tool-call throughput with metrics on and off, in turns in one run, and one scrape's time.
+        "metrics": lambda: metrics_cost.metrics_cost(work, p["metrics_rounds"], p["metrics_calls"]),
     }
 
 

@@ -14,11 +14,14 @@ JWT_SECRET = "benchmark-secret-0123456789-abcdefghijkl"
 
 
 class Stack:
-    def __init__(self, log_dir: Path, name: str, core_env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_dir: Path, name: str, core_env: dict[str, str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """`env` goes to all three services, `core_env` to the Core App only."""
         memory_port, cognition_port = free_port(), free_port()
         shared = {"MEMORY_SERVICE_URL": f"http://127.0.0.1:{memory_port}",
                   "COGNITION_SERVICE_URL": f"http://127.0.0.1:{cognition_port}",
-                  "HEALTH_INTERVAL_SECONDS": "0.5", "BREAKER_RESET_SECONDS": "30", "BREAKER_FAIL_MAX": "3"}
+                  "HEALTH_INTERVAL_SECONDS": "0.5", "BREAKER_RESET_SECONDS": "30", "BREAKER_FAIL_MAX": "3",
+                  **(env or {})}
         self.memory = Service("memory_service.app:create_app()",
                               {**shared, "DATABASE_URL": f"sqlite:///{log_dir}/{name}.db"}, log_dir, f"{name}-memory")
         self.memory.port = memory_port

@@ -50,6 +50,11 @@ def post_json(path: str, body: dict, headers: dict[str, str] | None = None) -> b
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
+def get(path: str, headers: dict[str, str] | None = None) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 class EventStream:
     """A raw SSE subscription: records (monotonic receive time, event type, data) per event."""
 
