@@ -4,7 +4,6 @@ The master loads this before gevent patches anything, so it imports nothing of o
 The bind address comes from the command line (`-b`), set per service by the Procfile and scripts.
 """
 
-import glob
 import os
 import re
 import shutil
@@ -81,22 +80,24 @@ _check_connection_limits()
 
 def _metrics_directory():
     """Where the workers write their metrics (prometheus-client's multiprocess mode), so a scrape of any
-    worker reports all of them: PROMETHEUS_MULTIPROC_DIR when set (emptied of a previous run's files, which
-    would be counted again), else a new directory of this master's own, removed when it exits. Made by
-    `on_starting` in the master, before any worker imports prometheus_client."""
+    worker reports all of them: a new directory of this master's own, inside PROMETHEUS_MULTIPROC_DIR when
+    that is set (so services sharing it never read or delete each other's files, or anything else there),
+    else in the system's temporary directory; removed when the master exits. Made by `on_starting` in the
+    master, before any worker imports prometheus_client."""
     if os.environ.get("METRICS", "").strip().lower() in ("false", "0", "no", "off"):
         return None
-    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
-    if chosen:
-        os.makedirs(chosen, exist_ok=True)
-        for stale in glob.glob(os.path.join(chosen, "*.db")):
-            os.remove(stale)
-        return None
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cortex-metrics-")
-    return os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    parent = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    directory = tempfile.mkdtemp(prefix="cortex-metrics-", dir=parent)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    # In the environment, not in this module: a reload (HUP) reads this file again, and `on_exit` must still
+    # find the directory.
+    os.environ[OWN_METRICS_DIRECTORY] = directory
+    return directory
 
 
-_own_metrics_directory = []  # the directory `on_starting` made, for `on_exit` to remove
+OWN_METRICS_DIRECTORY = "CORTEX_OWN_METRICS_DIR"
 
 
 def child_exit(server, worker):
@@ -108,7 +109,8 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    for directory in _own_metrics_directory:
+    directory = os.environ.pop(OWN_METRICS_DIRECTORY, None)
+    if directory:
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -136,14 +138,17 @@ def worker_exit(server, worker):
 
 
 def on_starting(server):
-    """Before any worker starts: refuse several Core App workers without REDIS_URL here, in the master (each
-    worker checks too, but when every worker refuses, gunicorn reports all but the first with a traceback),
-    then make the metrics directory."""
+    """Before any worker starts: make the metrics directory (first, so nothing imported here can load
+    prometheus_client without it), then refuse several Core App workers without REDIS_URL here, in the
+    master (each worker checks too, but when every worker refuses, gunicorn reports all but the first with
+    a traceback)."""
+    _metrics_directory()
     if str(getattr(server.app, "app_uri", None) or "").startswith("core_app"):
-        _check_core_workers(server.cfg.workers)
-    directory = _metrics_directory()
-    if directory:
-        _own_metrics_directory.append(directory)
+        try:
+            _check_core_workers(server.cfg.workers)
+        except SystemExit:
+            on_exit(server)
+            raise
 
 
 def _check_core_workers(workers):
