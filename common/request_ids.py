@@ -56,6 +56,13 @@ def propagation_headers() -> dict[str, str]:
     return carried
 
 
+def route_pattern() -> str:
+    """The serving route's pattern (`/v1/conversation/<id:conversation_id>`), never the path a client sent;
+    `unmatched` when no route matches. What logs and metrics call the route."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED
+
+
 def install_request_ids(app: Flask) -> None:
     """Give every request its id and trace before any other request hook runs, and restore the trace that
     was current before it (none, or the outer request's in the embedded mode) at its teardown."""
@@ -63,15 +70,13 @@ def install_request_ids(app: Flask) -> None:
     def begin_trace() -> None:
         incoming = request.headers.get(HEADER, "")
         # An id we cannot log safely is replaced rather than rejected: it is a tracing aid, not input.
-        request_id = incoming if _SAFE.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE.fullmatch(incoming) else uuid.uuid4().hex
         trace = tracing.begin(request.headers.get(tracing.TRACEPARENT), request.headers.get(tracing.TRACESTATE),
                               request_id)
         g.request_id = request_id
         g.trace_token = tracing.enter(trace)
-        rule = request.url_rule
         request.environ.update({ENVIRON_TRACE: trace, logs.ENVIRON_REQUEST_ID: request_id,
-                                logs.ENVIRON_TRACE_ID: trace.trace_id,
-                                logs.ENVIRON_ROUTE: rule.rule if rule is not None else UNMATCHED})
+                                logs.ENVIRON_TRACE_ID: trace.trace_id, logs.ENVIRON_ROUTE: route_pattern()})
 
     # First of all `before_request` hooks: one that answers the request itself stops the hooks after it.
     app.before_request_funcs.setdefault(None, []).insert(0, begin_trace)

@@ -24,7 +24,11 @@ SAMPLED = 0x01  # the only flag version 00 defines; the others must be sent as z
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 # The spec asks for at least 512 characters of tracestate to be passed on; longer ones are dropped whole.
 TRACESTATE_MAX = 512
-_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+# One tracestate list member (W3C Trace Context, 3.3.1): a key (simple, or tenant@system) and a value of
+# printable ASCII without `,` and `=`, ending in a non-space.
+_MEMBER = re.compile(r"(?:[a-z0-9][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})"
+                     r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
+TRACESTATE_MEMBERS = 32
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,13 @@ def begin(traceparent: str | None, tracestate: str | None, request_id: str) -> T
 
 
 def _passed_on(tracestate: str | None) -> str | None:
+    """`tracestate` as received when it is well formed (at most 32 list members, each valid, empty ones
+    allowed), else nothing: a header that breaks the spec's grammar is not carried into other services."""
     value = (tracestate or "").strip(" \t")
-    if not value or len(value) > TRACESTATE_MAX or not _PRINTABLE.fullmatch(value):
+    if not value or len(value) > TRACESTATE_MAX:
+        return None
+    members = [member.strip(" \t") for member in value.split(",")]
+    if len(members) > TRACESTATE_MEMBERS or not all(not m or _MEMBER.fullmatch(m) for m in members):
         return None
     return value
 

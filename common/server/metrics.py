@@ -16,13 +16,14 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from common import metrics
 from common.config import Env
 from common.errors import Forbidden, Unauthorized
-from common.server.auth import bearer_token, check_strong
+from common.request_ids import route_pattern
+from common.server.auth import bearer_token, check_strong, host_name
+from common.server.http_errors import error_response
 
 # Headers a proxy adds: a request that carries one came through a proxy, so its peer address being this
 # machine says nothing about the client (a proxy on the same host forwards the whole internet).
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-UNMATCHED = "unmatched"
 LIVE = "cortex.metrics.live"
 
 
@@ -49,22 +50,23 @@ def _is_loopback(address: str | None) -> bool:
     return (mapped or ip).is_loopback
 
 
+def _is_local_name(host: str) -> bool:
+    """Whether a request was addressed to this machine by a local name: a web page that rebinds its own DNS
+    name to 127.0.0.1 reaches the port from a browser on this machine, but its requests carry its name."""
+    return host == "localhost" or _is_loopback(host)
+
+
 def allow_scrape(token: str | None) -> None:
     """Raise unless this request may read the metrics."""
     given = bearer_token()
     if token and given is not None and hmac.compare_digest(given.encode(), token.encode()):
         return
-    if _is_loopback(request.remote_addr) and not any(name in request.headers for name in FORWARDING_HEADERS):
+    if (_is_loopback(request.remote_addr) and not any(name in request.headers for name in FORWARDING_HEADERS)
+            and _is_local_name(host_name(request.headers.get("Host", "")))):
         return
     if token:
         raise Unauthorized("metrics need the metrics token (Authorization: Bearer $METRICS_TOKEN)")
     raise Forbidden("metrics are served only to this machine; set METRICS_TOKEN to scrape from elsewhere")
-
-
-def route_label() -> str:
-    """The route's pattern (`/v1/conversations/<id:conversation_id>`), never the path a client sent."""
-    rule = request.url_rule
-    return rule.rule if rule is not None else UNMATCHED
 
 
 def add_live_metrics(app: Flask, collect: metrics.Collect) -> None:
@@ -94,7 +96,7 @@ def install_metrics(app: Flask, service: str, settings: MetricsSettings) -> None
         started = g.get("metrics_started")
         if started is not None:
             method = request.method if request.method in METHODS else "other"
-            metrics.request_answered(service, method, route_label(), response.status_code,
+            metrics.request_answered(service, method, route_pattern(), response.status_code,
                                      time.perf_counter() - started)
         return response
 
@@ -102,7 +104,12 @@ def install_metrics(app: Flask, service: str, settings: MetricsSettings) -> None
 
     @bp.get("/metrics")
     def scrape() -> Response:
-        allow_scrape(settings.token)
+        try:
+            allow_scrape(settings.token)
+        except Unauthorized as error:
+            refused = error_response(error)
+            refused.headers["WWW-Authenticate"] = "Bearer"  # says which credentials would do
+            return refused
         return Response(metrics.exposition(current_app.extensions.get(LIVE, ())), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     app.register_blueprint(bp)

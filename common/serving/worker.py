@@ -76,17 +76,13 @@ class JsonErrorGeventWorker(GeventWorker):
         return bool(served)
 
 
-SERVICES = {"core_app": "core", "memory_service": "memory", "cognition_service": "cognition"}
-
-
 def count_refusal(app_uri: str | None) -> None:
     """Count a connection refused for its address's cap as the service's rate-limit refusal. Imported here,
     not at the top: the master imports this module before gevent patches anything, and the app (loaded by
     then in this worker) has imported the metrics already."""
     from common import metrics
 
-    package = str(app_uri or "").partition(".")[0].partition(":")[0]
-    metrics.rate_limited(SERVICES.get(package, "other"), "max_connections_per_address")
+    metrics.rate_limited(service_name(app_uri), "max_connections_per_address")
 
 
 def refuse_connection(client: Any, cap: int) -> None:

@@ -93,7 +93,14 @@ def test_every_request_gets_its_own_span_and_every_new_trace_its_own_id():
     ("k=" + "v" * tracing.TRACESTATE_MAX, None),  # too long to pass on
     ("congo=\x7fbad", None),
     ("congo=caf\u00e9", None),
-], ids=["two-entries", "whitespace", "empty", "too-long", "control-character", "not-ascii"])
+    ("tenant@vendor=x, ,k=v", "tenant@vendor=x, ,k=v"),  # a multi-tenant key, an empty member
+    ('evil=1,x="}{', None),  # a member without its key's grammar
+    ("Upper=1", None),
+    ("k=v=w", None),
+    ("k=", None),
+    (",".join(f"k{n}=v" for n in range(tracing.TRACESTATE_MEMBERS + 1)), None),
+], ids=["two-entries", "whitespace", "empty", "too-long", "control-character", "not-ascii", "tenant-and-empty",
+        "bad-member", "uppercase-key", "equals-in-value", "empty-value", "too-many-members"])
 def test_tracestate_is_passed_on_unchanged_or_not_at_all(tracestate, kept):
     assert tracing.begin(f"00-{TRACE}-{PARENT}-01", tracestate, "r").tracestate == kept
 

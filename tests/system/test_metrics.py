@@ -85,11 +85,15 @@ def test_a_request_is_counted_once_and_so_is_each_call_it_makes(stack, user):
     assert delta(core_before, core_after, "cortex_http_requests_total", route=route, method="GET", status="200") == 7
     assert delta(core_before, core_after, "cortex_http_request_duration_seconds_count", route=route) == 7
     # Memory answered exactly the tool calls the Core and Cognition made, no more (no retries were needed).
-    made = (delta(core_before, core_after, CALLS_TO_MEMORY, dependency="memory")
-            + delta(cognition_before, cognition_after, CALLS_TO_MEMORY, dependency="memory"))
+    def tool_calls(before: Samples, after: Samples, **labels: str) -> float:  # health probes go to /health
+        return (delta(before, after, CALLS_TO_MEMORY, dependency="memory", **labels)
+                - delta(before, after, CALLS_TO_MEMORY, dependency="memory", tool="probe:health", **labels))
+
+    made = tool_calls(core_before, core_after) + tool_calls(cognition_before, cognition_after)
     answered = delta(memory_before, memory_after, "cortex_http_requests_total", route="/tool/<path:name>")
     assert made >= 7 and answered == made, (made, answered)
-    assert delta(core_before, core_after, CALLS_TO_MEMORY, dependency="memory", outcome="ok") == made
+    assert tool_calls(core_before, core_after, outcome="ok") + tool_calls(cognition_before, cognition_after,
+                                                                          outcome="ok") == made
 
 
 def test_a_stream_raises_the_gauge_a_reply_is_timed_and_the_gauge_comes_back_down(stack, user):

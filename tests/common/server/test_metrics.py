@@ -149,6 +149,19 @@ def test_a_request_through_a_proxy_is_refused_even_from_loopback(client, header)
     assert_error(scrape(client, "127.0.0.1", **header), 403, "forbidden")
 
 
+@pytest.mark.parametrize("host", ["localhost", "localhost:9000", "127.0.0.1:8000", "127.9.9.9", "[::1]:9100"])
+def test_a_local_name_is_served(client, host):
+    assert scrape(client, "127.0.0.1", Host=host).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "localhost.evil.example", "10.0.0.5", ""])
+def test_a_page_that_rebound_its_name_to_this_machine_is_refused(client, guarded, host):
+    """A browser on this machine reaches the port through a DNS name rebound to 127.0.0.1, but sends that name."""
+    assert_error(scrape(client, "127.0.0.1", Host=host), 403, "forbidden")
+    assert_error(scrape(guarded, "127.0.0.1", Host=host), 401, "unauthorized")
+    assert scrape(guarded, "127.0.0.1", Host=host, Authorization=f"Bearer {TOKEN}").status_code == 200
+
+
 def test_the_metrics_token_lets_another_machine_scrape(guarded):
     assert scrape(guarded, "10.0.0.5", Authorization=f"Bearer {TOKEN}").status_code == 200
     assert scrape(guarded, "127.0.0.1", Authorization=f"Bearer {TOKEN}", **{"X-Forwarded-For": "203.0.113.9"}
@@ -160,7 +173,9 @@ def test_the_metrics_token_lets_another_machine_scrape(guarded):
                                            "Bearer "], ids=["none", "short", "long", "basic", "empty"])
 def test_a_missing_or_wrong_metrics_token_is_unauthorized(guarded, authorization):
     headers = {"Authorization": authorization} if authorization else {}
-    assert_error(scrape(guarded, "10.0.0.5", **headers), 401, "unauthorized")
+    refused = scrape(guarded, "10.0.0.5", **headers)
+    assert_error(refused, 401, "unauthorized")
+    assert refused.headers["WWW-Authenticate"] == "Bearer"
 
 
 # --- settings --------------------------------------------------------------------------------------------
