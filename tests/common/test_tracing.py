@@ -94,7 +94,7 @@ def test_every_request_gets_its_own_span_and_every_new_trace_its_own_id():
     ("congo=\x7fbad", None),
     ("congo=caf\u00e9", None),
     ("tenant@vendor=x, ,k=v", "tenant@vendor=x, ,k=v"),  # a multi-tenant key, an empty member
-    ('evil=1,x="}{', None),  # a member without its key's grammar
+    ("evil=1,x y=z", None),  # a key outside its grammar
     ("Upper=1", None),
     ("k=v=w", None),
     ("k=", None),
