@@ -30,7 +30,6 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment, with `config` overriding individual variables."""
     try:
         settings = load_config({**os.environ, **(config or {})})
-        streams_limit = stream_capacity(settings.values)
     except ConfigError as error:
         exit_on_config_error(error)
     app = base_app(__name__, service="core", max_body_bytes=settings.max_body_bytes, log_level=settings.log_level,
@@ -38,7 +37,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter
     cortex = build_services(settings)
     app.extensions["cortex"] = cortex
-    metrics.streams_limit(streams_limit)
+    metrics.streams_limit(stream_capacity(settings.worker_connections))
     for embedded in cortex.embedded:  # single-process mode: this /metrics also reports Memory's database size
         adopt_live_metrics(app, embedded)
     for blueprint in (accounts.bp, workspaces.bp, conversations.bp, messages.bp, stream.bp, cognition.bp, web.bp):

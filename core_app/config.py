@@ -46,6 +46,7 @@ class CoreConfig:
     llm_timeout: float
     reply_limits: ReplyLimits
     heartbeat_seconds: float
+    worker_connections: int
     event_retention: int
     subscriber_buffer: int
     subscriber_buffer_bytes: int
@@ -187,6 +188,8 @@ def load_config(values: Mapping[str, str] | None = None) -> CoreConfig:
                                  queue=env.int("REPLY_QUEUE", 256, minimum=0, maximum=1_000_000),
                                  per_user=env.int("REPLIES_PER_USER", 4, minimum=1, maximum=10_000)),
         heartbeat_seconds=env.float("SSE_HEARTBEAT_SECONDS", 15.0, minimum=0.05),
+        # gunicorn.conf.py reads it too (with the same default), for the gevent worker's connection slots.
+        worker_connections=env.int("WORKER_CONNECTIONS", 12000, minimum=1),
         event_retention=env.int("EVENT_RETENTION", 1000, minimum=1),
         subscriber_buffer=env.int("SUBSCRIBER_BUFFER", 1000, minimum=1),
         subscriber_buffer_bytes=env.int("SUBSCRIBER_BUFFER_BYTES", 1 << 20, minimum=1024),

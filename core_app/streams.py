@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from common import metrics
-from common.config import Env
 from common.errors import Forbidden, NotFound, ServiceError, Unauthorized
 from common.sse import Event
 from core_app.slots import KeyedSlots
-
-# gunicorn.conf.py's default for the gevent worker's greenlet slots (connections) per process.
-WORKER_CONNECTIONS = 12000
 
 
 def stream_slots(per_user: int, retry_after: int) -> KeyedSlots:
@@ -24,11 +20,11 @@ def stream_slots(per_user: int, retry_after: int) -> KeyedSlots:
                       name="streams_per_user")
 
 
-def stream_capacity(values: Mapping[str, str]) -> int:
+def stream_capacity(worker_connections: int) -> int:
     """How many output streams this process can hold at once: each holds one of the gevent worker's
     WORKER_CONNECTIONS slots (connections) and one file descriptor for its whole life, so the lower of
     WORKER_CONNECTIONS and the open-files limit. Ordinary calls share both, so this is an upper bound."""
-    capacity = Env(values).int("WORKER_CONNECTIONS", WORKER_CONNECTIONS, minimum=1)
+    capacity = worker_connections
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if open_files != resource.RLIM_INFINITY:
         capacity = min(capacity, open_files)

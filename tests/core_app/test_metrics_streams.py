@@ -63,16 +63,15 @@ def test_the_streams_limit_is_the_worker_connections_of_this_process(tmp_path):
 def test_the_streams_limit_is_never_above_the_open_files_limit(monkeypatch):
     monkeypatch.setattr(streams.resource, "getrlimit", lambda which: (500, 4096))
 
-    assert stream_capacity({"WORKER_CONNECTIONS": "12000"}) == 500
-    assert stream_capacity({"WORKER_CONNECTIONS": "300"}) == 300
-    assert stream_capacity({}) == 500
+    assert stream_capacity(12000) == 500
+    assert stream_capacity(300) == 300
 
 
 def test_an_unlimited_open_files_limit_leaves_the_worker_connections(monkeypatch):
     infinity = streams.resource.RLIM_INFINITY
     monkeypatch.setattr(streams.resource, "getrlimit", lambda which: (infinity, infinity))
 
-    assert stream_capacity({}) == 12000
+    assert stream_capacity(12000) == 12000
 
 
 # --- open streams ----------------------------------------------------------------------------------------
