@@ -106,7 +106,7 @@ _children: dict[tuple, Any] = {}
 
 
 def _child(metric: Any, *labels: str) -> Any:
-    """`metric.labels(*labels)`, remembered: the two figures every request and every call records skip
+    """`metric.labels(*labels)`, remembered: a figure recorded on every request, call or transaction skips
     prometheus-client's label checks and lock after the first time (label sets are bounded)."""
     key = (id(metric), *labels)
     child = _children.get(key)
@@ -129,20 +129,20 @@ def call_finished(dependency: str, tool: str, outcome: str, seconds: float) -> N
 
 def retried(dependency: str) -> None:
     if _switch.on:
-        CLIENT_RETRIES.labels(dependency).inc()
+        _child(CLIENT_RETRIES, dependency).inc()
 
 
 def circuit_changed(dependency: str, state: str, *, transition: bool = True) -> None:
     """`state` is closed, half_open or open; `transition=False` only records the state (at start)."""
     if _switch.on:
-        CIRCUIT_STATE.labels(dependency).set(CIRCUIT_VALUES.get(state, 2))
+        _child(CIRCUIT_STATE, dependency).set(CIRCUIT_VALUES.get(state, 2))
         if transition:
-            CIRCUIT_TRANSITIONS.labels(dependency, state).inc()
+            _child(CIRCUIT_TRANSITIONS, dependency, state).inc()
 
 
 def dependency_probed(dependency: str, up: bool) -> None:
     if _switch.on:
-        DEPENDENCY_UP.labels(dependency).set(1 if up else 0)
+        _child(DEPENDENCY_UP, dependency).set(1 if up else 0)
 
 
 def stream_opened() -> None:
@@ -162,49 +162,49 @@ def streams_limit(count: int) -> None:
 
 def event_published(event_type: str) -> None:
     if _switch.on:
-        EVENTS_PUBLISHED.labels(event_type).inc()
+        _child(EVENTS_PUBLISHED, event_type).inc()
 
 
 def subscriber_cut(reason: str, count: int = 1) -> None:
     if _switch.on:
-        SUBSCRIBERS_CUT.labels(reason).inc(count)
+        _child(SUBSCRIBERS_CUT, reason).inc(count)
 
 
 def reply_first_token(provider: str, seconds: float) -> None:
     if _switch.on:
-        REPLY_FIRST_TOKEN.labels(provider).observe(seconds)
+        _child(REPLY_FIRST_TOKEN, provider).observe(seconds)
 
 
 def reply_finished(provider: str, outcome: str, seconds: float, tokens: int) -> None:
     if _switch.on:
-        REPLY_DURATION.labels(provider, outcome).observe(seconds)
+        _child(REPLY_DURATION, provider, outcome).observe(seconds)
         if outcome == "completed":
-            REPLY_TOKENS.labels(provider).observe(tokens)
+            _child(REPLY_TOKENS, provider).observe(tokens)
 
 
 def provider_failed(provider: str, kind: str) -> None:
     if _switch.on:
-        PROVIDER_ERRORS.labels(provider, kind).inc()
+        _child(PROVIDER_ERRORS, provider, kind).inc()
 
 
 def transaction_finished(backend: str, kind: str, seconds: float) -> None:
     if _switch.on:
-        DB_TRANSACTION.labels(backend, kind).observe(seconds)
+        _child(DB_TRANSACTION, backend, kind).observe(seconds)
 
 
 def batch_committed(backend: str, size: int) -> None:
     if _switch.on:
-        DB_BATCH.labels(backend).observe(size)
+        _child(DB_BATCH, backend).observe(size)
 
 
 def retrieval_finished(part: str, seconds: float) -> None:
     if _switch.on:
-        RETRIEVAL.labels(part).observe(seconds)
+        _child(RETRIEVAL, part).observe(seconds)
 
 
 def rate_limited(service: str, limit: str) -> None:
     if _switch.on:
-        RATE_LIMITED.labels(service, limit).inc()
+        _child(RATE_LIMITED, service, limit).inc()
 
 
 def database_size(backend: str, size_bytes: Callable[[], int]) -> Collect:

@@ -8,17 +8,23 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from common import metrics
 from common.config import Env
 from common.errors import Forbidden, Unauthorized
-from common.request_ids import route_pattern
+from common.logs import ENVIRON_ROUTE
+from common.request_ids import UNMATCHED
 from common.server.auth import bearer_token, check_strong, host_name
 from common.server.http_errors import error_response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 # Headers a proxy adds: a request that carries one came through a proxy, so its peer address being this
 # machine says nothing about the client (a proxy on the same host forwards the whole internet).
@@ -69,6 +75,31 @@ def allow_scrape(token: str | None) -> None:
     raise Forbidden("metrics are served only to this machine; set METRICS_TOKEN to scrape from elsewhere")
 
 
+def _counting(wsgi_app: WSGIApplication, service: str) -> WSGIApplication:
+    """`wsgi_app`, counting and timing each request it answers: around the whole app rather than as request
+    hooks, so whatever answers (a hook, an error handler, the view) is counted once with its final status,
+    at a fraction of two hooks' cost. The route is the pattern request_ids put in the environ; a stream's
+    time ends when its headers go out."""
+
+    def counted(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        status: list[str] = []
+
+        def start(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status.append(line)
+            return start_response(line, headers, exc_info)
+
+        answer = wsgi_app(environ, start)
+        if status:
+            method = environ.get("REQUEST_METHOD", "")
+            metrics.request_answered(service, method if method in METHODS else "other",
+                                     environ.get(ENVIRON_ROUTE, UNMATCHED), int(status[-1][:3]),
+                                     time.perf_counter() - started)
+        return answer
+
+    return counted
+
+
 def add_live_metrics(app: Flask, collect: metrics.Collect) -> None:
     """Have `/metrics` also report what `collect` reads at scrape time (a database's size)."""
     app.extensions.setdefault(LIVE, []).append(collect)
@@ -81,25 +112,11 @@ def adopt_live_metrics(app: Flask, other: Flask) -> None:
 
 
 def install_metrics(app: Flask, service: str, settings: MetricsSettings) -> None:
-    """Count and time every request `app` answers, and serve `/metrics`; nothing at all when disabled.
-    Call it before any other request hook, so a request another hook answers is timed too."""
+    """Count and time every request `app` answers, and serve `/metrics`; nothing at all when disabled."""
     metrics.enable(settings.enabled)
     if not settings.enabled:
         return
-
-    @app.before_request
-    def _start_clock() -> None:
-        g.metrics_started = time.perf_counter()
-
-    @app.after_request
-    def _count(response: Response) -> Response:
-        started = g.get("metrics_started")
-        if started is not None:
-            method = request.method if request.method in METHODS else "other"
-            metrics.request_answered(service, method, route_pattern(), response.status_code,
-                                     time.perf_counter() - started)
-        return response
-
+    app.wsgi_app = _counting(app.wsgi_app, service)  # type: ignore[method-assign, assignment]
     bp = Blueprint("metrics", __name__)
 
     @bp.get("/metrics")
