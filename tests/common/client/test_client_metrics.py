@@ -77,12 +77,7 @@ def make_client(*, fail_max: int = 3, attempts: int = 2, **settings) -> ServiceC
         **settings))
 
 
-@pytest.fixture(autouse=True)
-def recording():
-    was = metrics.enabled()
-    metrics.enable(True)
-    yield
-    metrics.enable(was)
+pytestmark = pytest.mark.usefixtures("metrics_on")
 
 
 @pytest.fixture
