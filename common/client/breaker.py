@@ -2,7 +2,8 @@
 
 `pybreaker.CircuitBreaker.call` runs the whole call under one RLock, which under gevent serialises
 every greenlet using the breaker (SPEC §3.5). Here only the state transitions take the lock. A named
-breaker reports its state, and every change of it, to the metrics.
+breaker reports its state, and every change of it, to the metrics. A call cut off by its caller (a killed
+greenlet, a `gevent.Timeout`: any `BaseException` that is not an `Exception`) touches no counter and no state.
 """
 
 from __future__ import annotations
@@ -71,11 +72,31 @@ class ConcurrentBreaker(pybreaker.CircuitBreaker):
                     self.half_open()
         try:
             # The lock is not held here: calls in the closed state run side by side.
-            return self.state.call(func, *args, **kwargs)
+            return self._guarded(self.state, func, *args, **kwargs)
         finally:
             if trial:
                 with self._lock:
                     self._trial_running = False
+
+    def _guarded(self, state: pybreaker.CircuitBreakerState, func: Callable[..., T], *args: Any,
+                 **kwargs: Any) -> T:
+        """`CircuitBreakerState.call` (pybreaker 1.4.1) but for cancellation, which it counts as a failure.
+        An exclusion cannot help: pybreaker counts an excluded error as a success, which resets the failure
+        count and closes a half-open circuit. A cancelled trial leaves the circuit half-open for the next one.
+        Guarded functions return values, never generators (pybreaker's generator wrapping is left out)."""
+        if state.name == pybreaker.STATE_OPEN:
+            # Refuses at once, or (reset timeout passed) turns half-open and calls again through `call`.
+            return state.call(func, *args, **kwargs)
+        state.before_call(func, *args, **kwargs)
+        for listener in self.listeners:
+            listener.before_call(self, func, *args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except Exception as exc:
+            state._handle_error(exc)  # counts it (unless excluded), then raises it or CircuitBreakerError
+        else:
+            state._handle_success()
+        return result
 
     @property
     def circuit(self) -> str:

@@ -35,7 +35,10 @@ def call_label(name: str) -> str:
 
 def call_outcome(exc: BaseException) -> str:
     """The outcome label of a call that raised `exc` (a refusal by the breaker is `circuit_open`, set apart).
-    `busy` is a full pool to the service, ours or its own: back-pressure, not a failure."""
+    `busy` is a full pool to the service, ours or its own: back-pressure, not a failure. `cancelled` is a call
+    cut off by its caller (greenlet killed, `gevent.Timeout`): it says nothing about the service."""
+    if not isinstance(exc, Exception):
+        return "cancelled"
     if isinstance(exc, ServiceBusy):
         return "busy"
     if isinstance(exc, ServiceTimeout):

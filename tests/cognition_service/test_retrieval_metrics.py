@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from prometheus_client import REGISTRY
 
 from cognition_service.context import Retriever
 from cognition_service.memory import MemoryReader
-from common import metrics
 from common.errors import ServiceError
 from tests.cognition_service.fake_memory import message
 from tests.cognition_service.protocol_calls import result
@@ -23,12 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 PARTS = ("total", "lexical", "dense", "neighbours")
 
 
-@pytest.fixture(autouse=True)
-def metrics_on() -> Iterator[None]:
-    was = metrics.enabled()
-    metrics.enable(True)
-    yield
-    metrics.enable(was)
+pytestmark = pytest.mark.usefixtures("metrics_on")
 
 
 def counts() -> dict[str, float]:

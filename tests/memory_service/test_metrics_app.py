@@ -11,17 +11,11 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from common import metrics
 from memory_service.app import create_app
 from tests.memory_service.backends import create_schema, drop_schema
 from tests.memory_service.postgresql.test_unavailable import Relay
 
-
-@pytest.fixture(autouse=True)
-def metrics_on() -> Iterator[None]:
-    was = metrics.enabled()
-    yield
-    metrics.enable(was)
+pytestmark = pytest.mark.usefixtures("metrics_on")
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import gevent
 import pybreaker
 import pytest
 
@@ -125,6 +126,94 @@ def test_failed_trial_reopens():
     # The reset timeout starts again from the failed trial.
     with pytest.raises(pybreaker.CircuitBreakerError):
         breaker.call(ok)
+
+
+
+# --- calls cut off by their caller ------------------------------------------------------------------------
+
+class Recorder(pybreaker.CircuitBreakerListener):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
+        self.seen.append("failure")
+
+    def success(self, cb: pybreaker.CircuitBreaker) -> None:
+        self.seen.append("success")
+
+
+def cancelled() -> None:
+    raise gevent.GreenletExit
+
+
+@pytest.mark.parametrize("cut", [gevent.GreenletExit, gevent.Timeout, KeyboardInterrupt],
+                         ids=["greenlet-exit", "gevent-timeout", "keyboard-interrupt"])
+def test_a_cancelled_call_is_neither_a_failure_nor_a_success(cut):
+    breaker = make(fail_max=3)
+    recorder = Recorder()
+    breaker.add_listener(recorder)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            breaker.call(fail)
+
+    def cut_off() -> None:
+        raise cut()
+
+    for _ in range(6):
+        with pytest.raises(cut):
+            breaker.call(cut_off)
+    assert (breaker.circuit, breaker.fail_counter) == ("closed", 2)  # counted nothing, reset nothing
+    assert recorder.seen == ["failure", "failure"]
+    with pytest.raises(pybreaker.CircuitBreakerError):  # an ordinary failure still counts: the third opens it
+        breaker.call(fail)
+    assert breaker.circuit == "open"
+
+
+def test_greenlets_killed_mid_call_leave_the_circuit_closed():
+    breaker = make(fail_max=5)
+    started = []
+
+    def slow() -> str:
+        started.append(1)
+        gevent.sleep(10)
+        return "late"
+
+    greenlets = [gevent.spawn(breaker.call, slow) for _ in range(6)]
+    gevent.sleep(0)
+    assert len(started) == 6  # all six are inside the guarded call
+    gevent.killall(greenlets, block=True, timeout=5)
+    assert all(isinstance(g.value, gevent.GreenletExit) for g in greenlets)
+    assert (breaker.circuit, breaker.fail_counter) == ("closed", 0)
+
+
+def test_a_call_cut_off_by_a_gevent_timeout_counts_nothing():
+    breaker = make(fail_max=1)
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.01):
+        breaker.call(gevent.sleep, 10)
+    assert (breaker.circuit, breaker.fail_counter) == ("closed", 0)
+
+
+def test_a_cancelled_trial_leaves_the_circuit_half_open_for_the_next_trial():
+    breaker = make(reset_timeout=30)
+    trip_by_failures(breaker)
+    backdate(breaker, 31)
+    with pytest.raises(gevent.GreenletExit):
+        breaker.call(cancelled)
+    assert breaker.circuit == "half_open"
+    assert breaker.call(ok) == "ok"  # the next call is the trial, not refused as if one were still running
+    assert breaker.circuit == "closed"
+
+
+def test_a_cancelled_trial_does_not_close_the_circuit_with_a_success_threshold():
+    breaker = make(reset_timeout=30, success_threshold=2)
+    trip_by_failures(breaker)
+    backdate(breaker, 31)
+    assert breaker.call(ok) == "ok"
+    with pytest.raises(gevent.GreenletExit):
+        breaker.call(cancelled)
+    assert (breaker.circuit, breaker.success_counter) == ("half_open", 1)
+    assert breaker.call(ok) == "ok"
+    assert breaker.circuit == "closed"
 
 
 @pytest.mark.parametrize(

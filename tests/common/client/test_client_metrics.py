@@ -8,6 +8,7 @@ import io
 import json
 import types
 
+import gevent
 import pytest
 import requests
 import responses
@@ -28,7 +29,7 @@ from common.errors import ServiceBusy, ServiceError, ServiceUnavailable
 from tests.common.client.test_retry import FakeClock, fail_connect, policy
 from tests.common.client.test_service import BASE, HEALTH_URL, TOOL_URL, backdate, error_body, sse_body
 
-OUTCOMES = ("ok", "error", "unavailable", "timeout", "busy", "circuit_open")
+OUTCOMES = ("ok", "error", "unavailable", "timeout", "busy", "circuit_open", "cancelled")
 
 
 class Sample:
@@ -76,12 +77,7 @@ def make_client(*, fail_max: int = 3, attempts: int = 2, **settings) -> ServiceC
         **settings))
 
 
-@pytest.fixture(autouse=True)
-def recording():
-    was = metrics.enabled()
-    metrics.enable(True)
-    yield
-    metrics.enable(was)
+pytestmark = pytest.mark.usefixtures("metrics_on")
 
 
 @pytest.fixture
@@ -117,6 +113,46 @@ def test_a_call_is_counted_once_with_its_outcome(mock, answers, outcome):
     assert {name: sample.added for name, sample in counted.items()} == {
         name: 1.0 if name == outcome else 0.0 for name in OUTCOMES}
     assert durations.added == 1
+
+
+
+def hanging(request, sent: list | None = None):
+    """A service that answers only after its caller has given up."""
+    if sent is not None:
+        sent.append(request)
+    gevent.sleep(10)
+    return 200, {}, json.dumps({"result": {}})
+
+
+def test_calls_whose_greenlets_are_killed_are_cancelled_and_leave_the_circuit_closed(mock):
+    sent: list = []
+    for _ in range(6):  # the mock's registry answers with each registration once, in order
+        mock.add_callback(responses.POST, TOOL_URL, callback=lambda request: hanging(request, sent))
+    mock.post(TOOL_URL, status=500, json=error_body("tool_execution_error"))
+    client = make_client(fail_max=5, attempts=1)
+    counted = all_outcomes("store_message")
+    greenlets = [gevent.spawn(client.call_tool, "store_message", {}) for _ in range(6)]
+    gevent.sleep(0.05)
+    assert len(sent) == 6  # every call is waiting on the service when it is killed
+    gevent.killall(greenlets, block=True, timeout=5)
+    assert {name: sample.added for name, sample in counted.items()} == {
+        name: 6.0 if name == "cancelled" else 0.0 for name in OUTCOMES}
+    assert (client.circuit, client.breaker.fail_counter) == ("closed", 0)
+    with pytest.raises(ServiceError):  # an ordinary failure still counts against the service
+        client.call_tool("store_message", {})
+    assert client.breaker.fail_counter == 1
+
+
+def test_a_call_cut_off_by_its_callers_timeout_is_cancelled(mock):
+    mock.add_callback(responses.POST, TOOL_URL, callback=hanging)
+    client = make_client(fail_max=1)
+    counted, durations = all_outcomes("store_message"), timed("store_message")
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.01):
+        client.call_tool("store_message", {})
+    assert {name: sample.added for name, sample in counted.items()} == {
+        name: 1.0 if name == "cancelled" else 0.0 for name in OUTCOMES}
+    assert durations.added == 1
+    assert (client.circuit, client.breaker.fail_counter) == ("closed", 0)
 
 
 def test_a_call_refused_by_the_open_circuit_is_circuit_open_and_sends_nothing(mock):

@@ -3,8 +3,6 @@ and the database's size."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from prometheus_client import REGISTRY
 
@@ -16,13 +14,7 @@ from memory_service.store.sqlite import SqliteStore
 TRANSACTIONS = "cortex_db_transaction_duration_seconds"
 
 
-@pytest.fixture(autouse=True)
-def metrics_on() -> Iterator[None]:
-    """Recording on, whatever app an earlier test in this process built with METRICS=false."""
-    was = metrics.enabled()
-    metrics.enable(True)
-    yield
-    metrics.enable(was)
+pytestmark = pytest.mark.usefixtures("metrics_on")
 
 
 def backend_of(store: Store) -> str:

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,7 @@ BATCH = "cortex_db_group_commit_batch_size"
 TRANSACTIONS = "cortex_db_transaction_duration_seconds"
 
 
-@pytest.fixture(autouse=True)
-def metrics_on() -> Iterator[None]:
-    was = metrics.enabled()
-    metrics.enable(True)
-    yield
-    metrics.enable(was)
+pytestmark = pytest.mark.usefixtures("metrics_on")
 
 
 def sample(name: str, **labels: str) -> float:
