@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,8 +44,10 @@ OPERATIONS = REPO / "docs" / "OPERATIONS.md"
 
 # Figures read at scrape time rather than defined in common/metrics.py: Memory registers the database's
 # size with `add_live_metrics`. Name: (type, labels).
-SCRAPE_TIME = {"cortex_db_size_bytes": ("gauge", ())}
-SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"), "gauge": ("",)}
+SCRAPE_TIME: dict[str, tuple[str, tuple[str, ...]]] = {"cortex_db_size_bytes": ("gauge", ())}
+# The series a scrape returns under gunicorn (multiprocess mode): no `_created`, which only a single process
+# without PROMETHEUS_MULTIPROC_DIR adds, so nothing may rely on it.
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 TARGET_LABELS = {"job", "instance"}  # what Prometheus adds to every series it scrapes
 COMPOSE_SERVICES = {"core": "web", "memory": "memory", "cognition": "cognition"}
 METRIC_NAME = re.compile(r"\bcortex_[a-z_]+\b")
@@ -138,8 +143,9 @@ def test_each_alert_fires_and_stays_quiet_as_its_unit_tests_say():
 
 def test_every_alert_has_unit_tests_where_it_fires_and_where_it_does_not():
     names = {rule["alert"] for rule in alert_rules()}
-    assert names >= {"CortexCircuitOpen", "CortexHighErrorRate", "CortexReplyFirstTokenSlow", "CortexStreamsNearLimit",
-                     "CortexRateLimitRefusalsSpiking", "CortexDependencyDown", "CortexTargetDown"}
+    assert names >= {"CortexCircuitOpen", "CortexHighErrorRate", "CortexRepliesFailing", "CortexReplyFirstTokenSlow",
+                     "CortexStreamsNearLimit", "CortexRateLimitRefusalsSpiking", "CortexDependencyDown",
+                     "CortexTargetDown", "CortexTargetMissing"}
     cases = [case for test in unit_tests() for case in test["alert_rule_test"]]
     fires = {case["alertname"] for case in cases if case.get("exp_alerts")}
     quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
@@ -294,16 +300,62 @@ def test_the_dashboard_is_a_grafana_dashboard_on_a_prometheus_chosen_at_import()
                 cells[(x, y)] = panel["title"]
 
 
+def as_promql(expr: str) -> str:
+    """A dashboard query with Grafana's variables replaced by values (every job, every process)."""
+    expr = expr.replace("$__rate_interval", "5m").replace("$job", ".*").replace("$instance", ".*")
+    assert "$" not in expr, expr
+    return expr
+
+
 def test_every_dashboard_query_is_valid_promql(tmp_path):
     """promtool parses each query as a recording rule, with Grafana's variables replaced by values."""
     rules = []
     for panel, target in dashboard_targets():
-        expr = target["expr"].replace("$__rate_interval", "5m").replace("$job", ".*").replace("$instance", ".*")
-        assert "$" not in expr, expr
-        rules.append({"record": f"dashboard:panel_{panel['id']}:{target['refId']}", "expr": expr})
+        rules.append({"record": f"dashboard:panel_{panel['id']}:{target['refId']}", "expr": as_promql(target["expr"])})
     (tmp_path / "dashboard.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     done = run_promtool("check", "rules", "dashboard.yml", cwd=tmp_path)
     assert f"SUCCESS: {len(rules)} rules found" in done.stdout
+
+
+def test_the_streams_panel_shows_only_the_processes_that_hold_streams(tmp_path):
+    """Memory and Cognition export the stream gauges too, at 0 open of a limit of 0: the panel leaves them out,
+    and shows a Core process's streams and limit (promtool evaluates the panel's queries on such series)."""
+    (panel,) = [panel for panel in dashboard()["panels"]
+                if any("cortex_streams_limit" in target["expr"] for target in panel.get("targets", []))]
+    processes = [("core", "10.0.0.5:8000", 3, 1000), ("core", "10.0.0.6:8000", 0, 1000),
+                 ("memory", "memory:9000", 0, 0), ("cognition", "cognition:9100", 0, 0)]
+    series = [{"series": f'{name}{{job="{job}", instance="{instance}"}}', "values": f"{value}x5"}
+              for job, instance, open_, limit in processes
+              for name, value in [("cortex_streams_open", open_), ("cortex_streams_limit", limit)]]
+    expected = {"cortex_streams_open": {instance: open_ for job, instance, open_, _ in processes if job == "core"},
+                "cortex_streams_limit": {instance: limit for job, instance, _, limit in processes if job == "core"}}
+    checks = []
+    for target in panel["targets"]:
+        (shown,) = [name for name in expected if re.match(rf"sum by \(instance\) \({name}\b", target["expr"])]
+        checks.append({"expr": as_promql(target["expr"]), "eval_time": "4m",
+                       "exp_samples": [{"labels": f'{{instance="{instance}"}}', "value": value}
+                                       for instance, value in expected[shown].items()]})
+    assert len(checks) == 2
+    spec = {"rule_files": [], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}]}
+    (tmp_path / "streams_test.yml").write_text(yaml.safe_dump(spec))
+    done = run_promtool("test", "rules", "streams_test.yml", cwd=tmp_path)
+    assert "SUCCESS" in done.stdout
+
+
+def test_scrapes_under_gunicorn_have_no_created_series():
+    """What SUFFIXES and docs/OPERATIONS.md say: in multiprocess mode (every gunicorn master sets
+    PROMETHEUS_MULTIPROC_DIR) a scrape has `_total`, `_bucket`, `_sum`, `_count`, and no `_created`."""
+    script = ("from common import metrics\n"
+              "metrics.enable(True)\n"
+              "metrics.call_finished('memory', 'get_context', 'ok', 0.01)\n"
+              "print(metrics.exposition(()).decode())\n")
+    with tempfile.TemporaryDirectory() as directory:
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory})
+    assert done.returncode == 0, done.stderr
+    assert "cortex_client_calls_total{" in done.stdout and "cortex_client_call_duration_seconds_count{" in done.stdout
+    assert "_created" not in done.stdout
 
 
 # --- nginx -----------------------------------------------------------------------------------------------
