@@ -10,7 +10,8 @@ import ipaddress
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -22,9 +23,6 @@ from common.logs import ENVIRON_ROUTE
 from common.request_ids import UNMATCHED
 from common.server.auth import bearer_token, check_strong, host_name
 from common.server.http_errors import error_response
-
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 # Headers a proxy adds: a request that carries one came through a proxy, so its peer address being this
 # machine says nothing about the client (a proxy on the same host forwards the whole internet).
