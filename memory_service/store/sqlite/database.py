@@ -11,6 +11,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +67,9 @@ def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Con
             watch.stop()
 
 
+OPEN_WAIT_SECONDS = 30.0
+
+
 class Database:
     """A pool of SQLite connections to one database file, with short read and write transactions."""
 
@@ -91,7 +95,7 @@ class Database:
         self._created = 0
         self._closed = False
         create_private(path)
-        self._run(self._create_schema)
+        self._run(self._opening(self._create_schema))
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves instead of sqlite3's implicit transactions.
@@ -105,6 +109,24 @@ class Database:
         except sqlite3.OperationalError:  # an SQLite built without its math functions; search needs ln()
             conn.create_function("ln", 1, math.log, deterministic=True)
         return conn
+
+    @staticmethod
+    def _opening(step: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
+        """`step`, tried again while the file stays locked past the busy timeout: processes (or stores) opening
+        one new database together each wait for the others' schema transactions, which on a loaded machine
+        can outlast the 5 s one wait allows. Gives up after OPEN_WAIT_SECONDS."""
+
+        def attempts(conn: sqlite3.Connection) -> None:
+            deadline = time.monotonic() + OPEN_WAIT_SECONDS
+            while True:
+                try:
+                    return step(conn)
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.05)
+
+        return attempts
 
     @staticmethod
     def _create_schema(conn: sqlite3.Connection) -> None:
