@@ -112,12 +112,19 @@ def finish_answered(client: Any) -> None:
 # other clients commonly use for the same thing.
 _SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])"
                            r"(?:access(?:_|%5f)token|ticket|token|api_key|apikey|key|password|secret)=)[^&;#\s]*")
+# A credential header quoted whole in gunicorn's report of a malformed one ("Invalid HTTP Header:
+# 'Authorization Bearer ...'", a header line without its colon).
+_SECRET_HEADER = re.compile(r"(?i)(['\"]\s*(?:(?:proxy-)?authorization|(?:set-)?cookie|x-api-key))(\s*:?\s*)"
+                            r"[^'\"\r\n]*")
 REDACTED = "[redacted]"
 
 
 def redact(text: str) -> str:
-    """`text` with the value of every credential-like query parameter replaced."""
-    return _SECRET_QUERY.sub(r"\1" + REDACTED, text) if "=" in text else text
+    """`text` with the value of every credential-like query parameter, and of a credential header quoted in
+    an error, replaced."""
+    if "=" in text:
+        text = _SECRET_QUERY.sub(r"\1" + REDACTED, text)
+    return _SECRET_HEADER.sub(r"\1\2" + REDACTED, text)
 
 
 # The app module each service's gunicorn serves, and the service name its log lines carry.
@@ -170,17 +177,29 @@ class RedactingLogger(Logger):
             "route": environ.get(logs.ENVIRON_ROUTE), "method": atoms["m"], "status": status,
             "duration_ms": round(request_time.total_seconds() * 1000, 3), "remote_addr": atoms["h"]})
 
+    # gunicorn formats some reports itself before logging them ("Invalid request from ip=...: <the request
+    # line or header>"): the message is redacted as well as its arguments, at every level.
+    def critical(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().critical(_redacted_message(msg), *_redacted(args), **kwargs)
+
     def error(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().error(msg, *_redacted(args), **kwargs)
+        super().error(_redacted_message(msg), *_redacted(args), **kwargs)
 
     def exception(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().exception(msg, *_redacted(args), **kwargs)
+        super().exception(_redacted_message(msg), *_redacted(args), **kwargs)
 
     def warning(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().warning(msg, *_redacted(args), **kwargs)
+        super().warning(_redacted_message(msg), *_redacted(args), **kwargs)
 
     def info(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().info(msg, *_redacted(args), **kwargs)
+        super().info(_redacted_message(msg), *_redacted(args), **kwargs)
+
+    def debug(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().debug(_redacted_message(msg), *_redacted(args), **kwargs)
+
+
+def _redacted_message(msg: Any) -> Any:
+    return redact(msg) if isinstance(msg, str) else msg
 
 
 def _redacted(args: tuple) -> tuple:

@@ -30,8 +30,12 @@ TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LTEifQ.c2lnbmF0dXJl"
     (f"/s?access_token={TOKEN}#frag", "/s?access_token=[redacted]#frag"),
     ("/s?monkey=1&tokens=2&last_event_id=5", "/s?monkey=1&tokens=2&last_event_id=5"),
     ("/v1/conversation/c1/messages", "/v1/conversation/c1/messages"),
+    (f"Invalid HTTP Header: 'Authorization Bearer {TOKEN}'", "Invalid HTTP Header: 'Authorization [redacted]'"),
+    (f'Invalid HTTP Header: "cookie: session={TOKEN}"', 'Invalid HTTP Header: "cookie: [redacted]"'),
+    ("the Authorization header is missing", "the Authorization header is missing"),
 ], ids=["stream", "among-others", "ticket", "upper-case", "percent-encoded-name", "semicolon", "bare-query",
-        "fragment", "similar-names-kept", "no-query"])
+        "fragment", "similar-names-kept", "no-query", "quoted-authorization-header", "quoted-cookie",
+        "prose-kept"])
 def test_redact_replaces_only_credential_values(text, expected):
     assert redact(text) == expected
 
@@ -57,6 +61,22 @@ def test_error_log_lines_are_redacted(caplog):
     with caplog.at_level(logging.INFO, logger="gunicorn.error"):
         logger.exception("Error handling request %s", f"/s?access_token={TOKEN}")
         logger.error("Error handling request %s", f"/s?ticket={TOKEN}")
+
+    assert TOKEN not in caplog.text
+    assert caplog.text.count("[redacted]") == 2
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "critical"])
+def test_a_report_gunicorn_formats_itself_is_redacted_at_every_level(caplog, level):
+    """gunicorn puts a malformed request line or header into its message before logging it."""
+    logger = RedactingLogger(Config())
+    logger.error_log.propagate = True
+    logger.error_log.setLevel(logging.DEBUG)
+    with caplog.at_level(logging.DEBUG, logger="gunicorn.error"):
+        getattr(logger, level)(f"Invalid request from ip=127.0.0.1: Invalid request line: "
+                               f"'GET /health?access_token={TOKEN}\\x7f HTTP/1.1'")
+        getattr(logger, level)(f"Invalid request from ip=127.0.0.1: Invalid HTTP Header: "
+                               f"'Authorization Bearer {TOKEN}'")
 
     assert TOKEN not in caplog.text
     assert caplog.text.count("[redacted]") == 2
