@@ -4,6 +4,7 @@ The master loads this before gevent patches anything, so it imports nothing of o
 The bind address comes from the command line (`-b`), set per service by the Procfile and scripts.
 """
 
+import atexit
 import os
 import re
 import shutil
@@ -63,19 +64,21 @@ if bool(certfile) != bool(keyfile):
     raise SystemExit("cortex: invalid configuration: GUNICORN_CERTFILE and GUNICORN_KEYFILE go together")
 
 
-def _check_connection_limits():
-    """Refuse a bad BODY_READ_TIMEOUT_SECONDS or MAX_CONNECTIONS_PER_* here, in one line, rather than
-    in every worker's boot (the worker reads them again; this module only validates)."""
-    from common.config import ConfigError, exit_on_config_error
+def _check_settings():
+    """Refuse a bad BODY_READ_TIMEOUT_SECONDS, MAX_CONNECTIONS_PER_* or LOG_FORMAT here, in one line, rather
+    than in every worker's boot (the workers read them again; this module only validates)."""
+    from common.config import ConfigError, Env, exit_on_config_error
+    from common.logs import LOG_FORMATS
     from common.serving.connection_limits import ConnectionLimits
 
     try:
         ConnectionLimits.from_env()
+        Env(os.environ).choice("LOG_FORMAT", "text", LOG_FORMATS)
     except ConfigError as error:
         exit_on_config_error(error)
 
 
-_check_connection_limits()
+_check_settings()
 
 
 def _metrics_directory():
@@ -94,7 +97,15 @@ def _metrics_directory():
     # In the environment, not in this module: a reload (HUP) reads this file again, and `on_exit` must still
     # find the directory.
     os.environ[OWN_METRICS_DIRECTORY] = directory
+    # Also when the master ends without `on_exit` (halted while its workers fail to boot); the workers
+    # inherit this handler, hence the pid.
+    atexit.register(_remove_own_directory, os.getpid(), directory)
     return directory
+
+
+def _remove_own_directory(master, directory):
+    if os.getpid() == master:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 OWN_METRICS_DIRECTORY = "CORTEX_OWN_METRICS_DIR"

@@ -147,6 +147,11 @@ class ServiceProcess(Process):
     def __init__(self, app: str, env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
         self.app = app
         self.port = port or free_port()
+        # The master's metrics directory goes in the test's own directory, so a master a test kills (which
+        # cannot remove it) leaves nothing in the system's temporary directory.
+        metrics = log_path.parent / "prometheus"
+        metrics.mkdir(parents=True, exist_ok=True)
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics), **env}
         super().__init__([sys.executable, "-m", "gunicorn", "-c", str(REPO / "gunicorn.conf.py"), "-b",
                           f"127.0.0.1:{self.port}", "--graceful-timeout", "2", app], env, log_path)
 
