@@ -21,6 +21,7 @@ from tests.core_app.api_calls import new_conversation, post_message
 from tests.core_app.embedded_config import core_config
 from tests.core_app.metric_values import value
 from tests.core_app.output_stream import assistant_message_for, listening
+from tests.core_app.polling import eventually
 from tests.core_app.test_generators import (
     DONE,
     Provider,
@@ -70,6 +71,15 @@ class Figures:
         now = self.read()
         return {name: now[name] - self.then[name] for name in now}
 
+    def settled(self, **expected: float) -> dict[str, float]:
+        """The moves once those named in `expected` have reached their values. A reply on the pool's thread
+        records its figures after publishing its last event, so a test that has seen that event waits."""
+        def reached() -> dict[str, float] | None:
+            moved = self.moved()
+            return moved if all(moved[name] == count for name, count in expected.items()) else None
+
+        return eventually(reached, what=f"the {self.provider} reply figures to move by {expected}")
+
 
 def reply_events(client: FlaskClient, account: Account, content: str) -> list:
     """The events of one message's reply, as its conversation's stream shows them."""
@@ -88,10 +98,9 @@ def test_a_builtin_reply_records_its_first_token_its_duration_and_its_tokens(cli
 
     events = reply_events(client, alice, "Which herbs grow well in shade?")
 
-    moved = figures.moved()
+    moved = figures.settled(first=1, finished=1, replies=1)
     deltas = [e for e in events if e.event == "response.delta"]
     assert len(deltas) >= 2
-    assert (moved["first"], moved["finished"], moved["replies"]) == (1, 1, 1)
     assert moved["tokens"] == len(deltas)
     assert 0 < moved["first_seconds"] <= moved["seconds"]
 
@@ -117,7 +126,7 @@ def test_an_openai_reply_is_recorded_under_the_openai_provider(openai_system):
     events = reply_events(client, olga, "Where should I go in spring?")
 
     assert events[-1].data["content"] == "Porto is lovely in spring."
-    assert figures.moved() | {"first_seconds": 0, "seconds": 0} == {
+    assert figures.settled(finished=1, replies=1) | {"first_seconds": 0, "seconds": 0} == {
         "first": 1, "first_seconds": 0, "finished": 1, "seconds": 0, "replies": 1, "tokens": 5}
     assert builtin.moved() == dict.fromkeys(builtin.then, 0)
 
@@ -133,9 +142,9 @@ def test_a_provider_that_breaks_off_is_counted_as_a_cut_and_a_failed_reply(opena
         llm.fail_after = None
 
     assert events[-1].event == "error" and events[-1].data["code"] == "provider_error"
+    moved = figures.settled(finished=1)  # recorded last, after the error event and the provider's failure
     assert value(ERRORS, provider="openai", kind="cut") == cut + 1
-    moved = figures.moved()
-    assert (moved["first"], moved["finished"]) == (1, 1)  # one piece of text arrived before the cut
+    assert moved["first"] == 1  # one piece of text arrived before the cut
     assert moved["replies"] == 0  # a failed reply has no size
     assert completed.moved()["finished"] == 0
 

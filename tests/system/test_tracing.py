@@ -60,8 +60,10 @@ def test_one_trace_id_in_the_text_logs_of_all_three_services(text_stack):
     def lines(proc, *parts: str) -> list[str]:
         return [line for line in proc.log_text().splitlines() if tagged in line and all(p in line for p in parts)]
 
-    # Access lines come once the answer is sent; the reply's last ones may trail the stored message a little.
+    # Access lines come once the answer is sent; the reply's last ones may trail the stored message a little,
+    # and Memory's for Cognition's call may trail Cognition's answer.
     wait_until(lambda: lines(text_stack.memory, '"POST /tool/claim_reply ') and
+               lines(text_stack.memory, '"POST /tool/search_messages ') and
                lines(text_stack.cognition, '"POST /tool/get_context '), 10, message="the reply's access lines")
     core = text_stack.core
     # The POST's access line, and a line the reply's background work wrote (its call to claim the message).
@@ -78,11 +80,14 @@ def test_one_trace_id_in_the_text_logs_of_all_three_services(text_stack):
     assert lines(text_stack.cognition, f"[{request_id}]", "call memory.search_messages")
 
 
-def parsed(proc) -> list[dict]:
+def parsed(proc, finished: bool = False) -> list[dict]:
     """Every line of the service's log as JSON; fails on the first line that is not an object with the
-    required keys, naming it."""
+    required keys, naming it. A last line without its newline is still being written by a running service
+    (at DEBUG it logs every 0.5 s) and is left for the next look; once `finished`, every line must be whole."""
+    *lines, unfinished = proc.log_text().split("\n")
+    assert not (finished and unfinished), f"{proc.log_path.name} ends in the middle of a line: {unfinished!r}"
     records = []
-    for number, line in enumerate(proc.log_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except ValueError:
@@ -102,9 +107,11 @@ def test_json_logs_are_one_object_per_line_with_the_trace(json_stack):
     wait_until(lambda: traced(json_stack.memory, "gunicorn.access", "/tool/<path:name>") and
                traced(json_stack.cognition, "gunicorn.access", "/tool/<path:name>"), 10,
                message="the reply's access lines")
+    # Stopped, every log is whole, with the lines each service wrote while shutting down.
+    json_stack.stop()
     for proc, service in ((json_stack.core, "core"), (json_stack.memory, "memory"),
                           (json_stack.cognition, "cognition")):
-        records = parsed(proc)
+        records = parsed(proc, finished=True)
         assert {r["service"] for r in records} == {service}
         for record in records:
             stamp = datetime.datetime.fromisoformat(record["time"])
