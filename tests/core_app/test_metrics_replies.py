@@ -58,7 +58,19 @@ class Figures:
 
     def __init__(self, provider: str, outcome: str = "completed") -> None:
         self.provider, self.outcome = provider, outcome
-        self.then = self.read()
+        self.then = self.quiet()
+
+    def quiet(self) -> dict[str, float]:
+        """The figures once they hold still for a tenth of a second: a reply of an earlier test in this
+        process (the suite runs modules one after another per worker) may still be recording its own."""
+        last, deadline = self.read(), time.monotonic() + 3
+        while time.monotonic() < deadline:
+            time.sleep(0.1)  # pacing the reads, not synchronisation
+            now = self.read()
+            if now == last:
+                break
+            last = now
+        return last
 
     def read(self) -> dict[str, float]:
         p, o = self.provider, self.outcome
