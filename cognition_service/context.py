@@ -18,6 +18,7 @@ recorded on greenlets, never in the thread pool the embedding runs on.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +30,6 @@ from cognition_service.text import search_terms
 from cognition_service.timestamps import parse_time
 from common import metrics
 from common.errors import Forbidden, NotFound, ServiceError
-from common.request_ids import current_request_id
 
 if TYPE_CHECKING:  # the reader brings in the network client; this module needs only its methods
     from cognition_service.embeddings import Embedder
@@ -155,18 +155,10 @@ def concurrently(work: Callable[[], Any], timeout: float, fallback: Any) -> Call
         result = work()
         return lambda: result
     import gevent
-    from flask import copy_current_request_context, g, has_request_context
 
-    if has_request_context():
-        request_id = current_request_id()
-
-        def in_context() -> Any:
-            g.request_id = request_id
-            return work()
-
-        greenlet = gevent.spawn(copy_current_request_context(in_context))
-    else:
-        greenlet = gevent.spawn(work)
+    # In a copy of this context: a new greenlet starts with an empty one, and the copy holds the request's
+    # trace (and Flask's request context), as the Core's reply work does.
+    greenlet = gevent.spawn(contextvars.copy_context().run, work)
 
     def wait() -> Any:
         try:

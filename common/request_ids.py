@@ -38,9 +38,7 @@ def current_request_id() -> str | None:
     """The id of the request being served (or whose context this work runs in), so outgoing calls can
     carry it on."""
     trace = current_trace()
-    if trace is not None:
-        return trace.request_id
-    return g.get("request_id") if has_request_context() else None
+    return trace.request_id if trace is not None else None
 
 
 def propagation_headers() -> dict[str, str]:
@@ -48,8 +46,7 @@ def propagation_headers() -> dict[str, str]:
     request id, and the trace with this request's span as the callee's parent."""
     trace = current_trace()
     if trace is None:
-        request_id = current_request_id()
-        return {HEADER: request_id} if request_id else {}
+        return {}
     carried = {HEADER: trace.request_id, tracing.TRACEPARENT: trace.traceparent}
     if trace.tracestate:
         carried[tracing.TRACESTATE] = trace.tracestate
@@ -73,7 +70,6 @@ def install_request_ids(app: Flask) -> None:
         request_id = incoming if _SAFE.fullmatch(incoming) else uuid.uuid4().hex
         trace = tracing.begin(request.headers.get(tracing.TRACEPARENT), request.headers.get(tracing.TRACESTATE),
                               request_id)
-        g.request_id = request_id
         g.trace_token = tracing.enter(trace)
         request.environ.update({ENVIRON_TRACE: trace, logs.ENVIRON_REQUEST_ID: request_id,
                                 logs.ENVIRON_TRACE_ID: trace.trace_id, logs.ENVIRON_ROUTE: route_pattern()})

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 import responses
-from flask import Flask, g
+from flask import Flask
 from responses.registries import OrderedRegistry
 
 from common.client import ClientSettings, DependencyMonitor, RetryPolicy, ServiceClient
@@ -27,6 +27,7 @@ from common.errors import (
     ToolNotFound,
     Unauthorized,
 )
+from common.request_ids import install_request_ids
 from common.server import health_blueprint
 from common.sse import Event, finite_stream
 
@@ -124,8 +125,10 @@ def test_retries_send_the_same_key(ordered, client):
 
 def test_request_id_of_the_current_request_is_propagated(mock, client):
     mock.post(TOOL_URL, json={"result": {}})
-    with Flask(__name__).test_request_context():
-        g.request_id = "trace-42"
+    app = Flask(__name__)
+    install_request_ids(app)
+    with app.test_request_context(headers={"X-Request-ID": "trace-42"}):
+        app.preprocess_request()  # the request hooks: the request's id and trace are taken
         client.call_tool("store_message", {})
     assert mock.calls[0].request.headers["X-Request-ID"] == "trace-42"
 
