@@ -85,30 +85,28 @@ def _metrics_directory():
     """Where the workers write their metrics (prometheus-client's multiprocess mode), so a scrape of any
     worker reports all of them: a new directory of this master's own, inside PROMETHEUS_MULTIPROC_DIR when
     that is set (so services sharing it never read or delete each other's files, or anything else there),
-    else in the system's temporary directory; removed when the master exits. Made by `on_starting` in the
-    master, before any worker imports prometheus_client."""
-    if os.environ.get("METRICS", "").strip().lower() in ("false", "0", "no", "off"):
-        return None
+    else in the system's temporary directory. Made by `on_starting` in the master, before any worker imports
+    prometheus_client; removed when the master exits however it does (a stop, after a reload, halted while
+    its workers fail to boot). The workers inherit the exit handler, hence the pid."""
+    from common.config import ConfigError, Env, exit_on_config_error
+
+    try:
+        enabled = Env(os.environ).bool("METRICS", True)
+    except ConfigError as error:
+        exit_on_config_error(error)
+    if not enabled:
+        return
     parent = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None
     if parent:
         os.makedirs(parent, exist_ok=True)
     directory = tempfile.mkdtemp(prefix="cortex-metrics-", dir=parent)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-    # In the environment, not in this module: a reload (HUP) reads this file again, and `on_exit` must still
-    # find the directory.
-    os.environ[OWN_METRICS_DIRECTORY] = directory
-    # Also when the master ends without `on_exit` (halted while its workers fail to boot); the workers
-    # inherit this handler, hence the pid.
     atexit.register(_remove_own_directory, os.getpid(), directory)
-    return directory
 
 
 def _remove_own_directory(master, directory):
     if os.getpid() == master:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-OWN_METRICS_DIRECTORY = "CORTEX_OWN_METRICS_DIR"
 
 
 def child_exit(server, worker):
@@ -117,12 +115,6 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    directory = os.environ.pop(OWN_METRICS_DIRECTORY, None)
-    if directory:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def post_worker_init(worker):
@@ -155,11 +147,7 @@ def on_starting(server):
     a traceback)."""
     _metrics_directory()
     if str(getattr(server.app, "app_uri", None) or "").startswith("core_app"):
-        try:
-            _check_core_workers(server.cfg.workers)
-        except SystemExit:
-            on_exit(server)
-            raise
+        _check_core_workers(server.cfg.workers)
 
 
 def _check_core_workers(workers):

@@ -1,6 +1,6 @@
 """Settings a service refuses when gunicorn runs it directly (the Procfile's way, several workers): the
 master stops with one line naming the variable, and leaves no metrics directory behind, even when it is
-every worker that refuses (the master is halted then, without its `on_exit`)."""
+every worker that refuses (the master is halted then, without gunicorn's own exit hook)."""
 
 from __future__ import annotations
 
