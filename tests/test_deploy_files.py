@@ -53,8 +53,9 @@ def compose() -> dict:
 
 def settings_read_by_code() -> set[str]:
     names = set()
-    for path in [*REPO.glob("*/config.py"), REPO / "common" / "client" / "transport.py", REPO / "gunicorn.conf.py"]:
-        pattern = r"""(?:env\.\w+|environ\.get|whole_number)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+    # Each service's config.py, and the settings every service shares, read where they are used in `common`.
+    for path in [*REPO.glob("*/config.py"), *REPO.glob("common/**/*.py"), REPO / "gunicorn.conf.py"]:
+        pattern = r"""(?:env\.\w+|os\.environ\.get|whole_number)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
         names |= set(re.findall(pattern, path.read_text()))
     return names
 
